@@ -1,0 +1,64 @@
+"""tek_actors: the gateway of a self-hosted AI agent.
+
+Layers, each importing only those above it in this list:
+    wire/       bytes <-> envelopes (msgpack, pydantic); no sockets, no threads
+    store/      the SQLite journal (events, snapshots, idempotency) and atomic files
+    runtime/    crash-safe pykka actors, persistence, the supervisor, tickers, the clock
+    transport/  the only zmq code: the gateway's frontend and the client's connection
+    actors/     the domain actors (one module each)
+    gateway.py  assembles the tree; run, embedded, restart, shutdown
+    client/     Client: reconnect, resync, durable outbox
+    cli/        `tek`, a thin shell over Client (and Gateway for `gateway run`)
+"""
+
+from loguru import logger
+
+from tek_actors._version import __version__
+from tek_actors.client import Client
+from tek_actors.errors import (
+    BadFrame,
+    Conflict,
+    ConnectionLost,
+    Internal,
+    InvalidRequest,
+    InvalidValue,
+    JournalError,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    RequestTimeout,
+    TekError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnknownType,
+)
+from tek_actors.gateway import Gateway
+from tek_actors.home import TekHome
+from tek_actors.settings import GatewaySettings
+
+logger.disable("tek_actors")  # a library adds no sinks; the CLI and the daemon configure loguru
+
+__all__ = [
+    "BadFrame",
+    "Client",
+    "Conflict",
+    "ConnectionLost",
+    "Gateway",
+    "GatewaySettings",
+    "Internal",
+    "InvalidRequest",
+    "InvalidValue",
+    "JournalError",
+    "NotFound",
+    "Overloaded",
+    "RateLimited",
+    "RequestTimeout",
+    "TekError",
+    "TekHome",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "UnknownType",
+    "__version__",
+]

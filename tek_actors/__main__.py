@@ -1,0 +1,5 @@
+"""`python -m tek_actors ...` is the same CLI as `tek ...`."""
+
+from tek_actors.cli import main
+
+main()

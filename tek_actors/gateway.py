@@ -1,0 +1,453 @@
+"""The gateway: assembles journal, supervisor, actors and frontend; runs, restarts, stops them.
+
+    Gateway(home).run()                       foreground process: until SIGTERM/SIGINT or
+                                              gateway.shutdown; returns the exit code
+    with Gateway.embedded(home=...) as gw:    in a host process, over inproc://, same code path
+        client = gw.client()
+
+Start order: lock the home, open the journal, start the supervised children (they rehydrate),
+bind the frontend, journal `gateway.started`, write the connection file. A restart
+(`gateway.restart`) keeps the journal and the frontend (clients stay connected), refuses new
+work with `unavailable`, lets in-flight work finish within the grace, stops every child cleanly
+(each snapshots), and starts the tree again under a new boot id. A shutdown does the same and
+then tears everything down. A fatal failure (the journal's disk, the frontend's loop, or the
+tree's restart intensity) tears down at once with exit code 1, so the process supervisor restarts
+the process.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
+
+import pykka
+from loguru import logger
+
+from tek_actors._version import __version__
+from tek_actors.actors import RetentionTicker
+from tek_actors.errors import InvalidValue, Unavailable
+from tek_actors.home import HomeLock, TekHome
+from tek_actors.runtime import (
+    ActorContext,
+    Backoff,
+    ChildSpec,
+    Clock,
+    Directory,
+    Intensity,
+    RealClock,
+    Supervisor,
+    SupervisorHandle,
+    SyncStateQuery,
+)
+from tek_actors.settings import GatewaySettings, load_settings
+from tek_actors.store import Journal, NewEvent, remove_quietly, write_atomic
+from tek_actors.transport import Frontend, FrontendSettings
+
+if TYPE_CHECKING:
+    from tek_actors.client import Client
+
+__all__ = ["Gateway"]
+
+State = Literal["starting", "running", "degraded", "stopping", "stopped"]
+
+
+class Gateway:
+    """One gateway on one home. Not re-startable: make a new one after `stop()`."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | TekHome | None = None,
+        *,
+        settings: GatewaySettings | None = None,
+        endpoint: str | None = None,
+        token: str | None = None,
+        clock: Clock | None = None,
+        test_hooks: bool | None = None,
+        extra_children: list[ChildSpec] | None = None,
+    ) -> None:
+        self.home = home if isinstance(home, TekHome) else TekHome.resolve(home)
+        if settings is None:
+            settings = load_settings(self.home.config_path, endpoint=endpoint, token=token)
+        else:
+            updates = {k: v for k, v in {"endpoint": endpoint, "token": token}.items() if v}
+            settings = settings.model_copy(update=updates)
+        if test_hooks is None:
+            test_hooks = settings.test_hooks or os.environ.get("TEK_TEST_HOOKS") == "1"
+        self.settings = settings
+        self.test_hooks = test_hooks
+        self.clock = clock or RealClock()
+        self._own_clock = clock is None
+        self._extra_children = extra_children or []
+        self.boot_id = uuid.uuid4().hex
+        self.started_at = 0.0
+        self.exit_code: int | None = None
+        self._state: State = "starting"
+        self._degraded = False
+        self._lock = HomeLock(self.home)
+        self._journal: Journal | None = None
+        self._frontend: Frontend | None = None
+        self._supervisor: SupervisorHandle | None = None
+        self._directory = Directory()
+        self._specs: list[ChildSpec] = []
+        self._lifecycle_lock = threading.Lock()
+        self._lifecycle_thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._embedded = False
+        self._pending_fatal = False
+        self.endpoint = ""
+
+    # -- assembling --------------------------------------------------------------------------
+
+    def _child_specs(self) -> list[ChildSpec]:
+        sup = self.settings.supervision
+        common: dict[str, Any] = {
+            "intensity": Intensity(sup.child_max_restarts, sup.child_window_s),
+            "backoff": Backoff(sup.backoff_initial_s, sup.backoff_max_s, 2.0, sup.backoff_jitter),
+            "stable_after_s": sup.stable_after_s,
+            "shutdown_timeout_s": sup.shutdown_timeout_s,
+        }
+        specs = [
+            ChildSpec("retention", RetentionTicker, options={
+                "interval_s": self.settings.prune_interval_s,
+                "keep_events": self.settings.journal_keep_events,
+                "idem_retention_s": self.settings.idem_retention_s,
+            }, **common),
+        ]
+        if self.test_hooks:
+            from tek_actors.testing.probe import ProbeActor
+
+            specs.append(ChildSpec("probe", ProbeActor,
+                                   options={"snapshot_every": self.settings.snapshot_every},
+                                   **common))
+        return specs + self._extra_children
+
+    def _make_context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
+        assert self._journal is not None and self._supervisor is not None
+        frontend = self._frontend
+        return ActorContext(
+            name=name,
+            incarnation=incarnation,
+            journal=self._journal,
+            clock=self.clock,
+            publish=frontend.publish if frontend else (lambda name, data: None),
+            report_exit=self._supervisor.child_exited,
+            options=options,
+        )
+
+    def start(self) -> Gateway:
+        """Start everything; returns once the gateway serves. Raises TekError if it cannot."""
+        endpoint = self.settings.endpoint
+        if endpoint is None:
+            endpoint = f"inproc://tek-{self.boot_id}" if self._embedded else (
+                self.home.default_endpoint())
+        if endpoint.startswith("tcp://") and not self.settings.token:
+            raise InvalidValue("a tcp:// endpoint needs a token (--token or TEK_TOKEN, 16+ chars)",
+                               details={"path": "token"})
+        self.home.ensure()
+        self._lock.acquire()
+        try:
+            self._start(endpoint)
+        except BaseException:
+            self._teardown(exit_code=1)
+            raise
+        return self
+
+    def _start(self, endpoint: str) -> None:
+        self.started_at = time.time()
+        self._journal = Journal(
+            self.home.journal_path,
+            boot_id=self.boot_id,
+            on_committed=lambda records: self._frontend and self._frontend.post_events(records),
+            on_failure=self._journal_failed,
+        ).open()
+        self._specs = self._child_specs()
+        sup = self.settings.supervision
+        ref = Supervisor.start(
+            self._specs,
+            clock=self.clock,
+            directory=self._directory,
+            make_context=self._make_context,
+            intensity=Intensity(sup.tree_max_restarts, sup.tree_window_s),
+            backoff=Backoff(max(sup.backoff_initial_s, 0.1) * 2, sup.backoff_max_s, 2.0,
+                            sup.backoff_jitter),
+            on_child_down=lambda name: self._frontend and self._frontend.actor_down(name),
+            on_restarted=self._actor_restarted,
+            on_degraded=self._set_degraded,
+            on_escalate=lambda reason: self._fatal(reason),
+        )
+        self._supervisor = SupervisorHandle(ref)
+        self._frontend = Frontend(
+            settings=FrontendSettings(
+                endpoint=endpoint,
+                token=self.settings.token,
+                max_frame_bytes=self.settings.max_frame_bytes,
+                default_timeout_ms=self.settings.request_timeout_ms,
+                client_queue_bound=self.settings.client_queue_bound,
+                replay_chunk=self.settings.replay_chunk,
+                heartbeat_s=self.settings.heartbeat_s,
+            ),
+            journal=self._journal,
+            directory=self._directory,
+            control=self,
+            boot_id=self.boot_id,
+            gateway_version=__version__,
+            on_fatal=lambda exc: self._fatal(f"the frontend crashed: {exc!r}"),
+        )
+        self._frontend.set_accepting(False, retry_after_ms=500)
+        self._frontend.start()
+        self.endpoint = self._frontend.bound_endpoint
+        self._supervisor.start_all(timeout=30.0)
+        self._journal_started()
+        self._frontend.set_accepting(True)
+        self._state = "running"
+        logger.info("gateway {} serving {} (boot {})", __version__, self.endpoint, self.boot_id)
+
+    def _journal_started(self) -> None:
+        assert self._journal is not None
+        self._journal.append("gateway", [NewEvent("gateway.started", {
+            "boot_id": self.boot_id, "pid": os.getpid(), "version": __version__,
+        })]).result(30)
+        if not self._embedded:
+            write_atomic(self.home.connection_file, json.dumps({
+                "endpoint": self.endpoint,
+                "pid": os.getpid(),
+                "boot_id": self.boot_id,
+                "protocol": 1,
+                "started_at": self.started_at,
+                "auth": "token" if self.settings.token else "none",
+            }).encode(), mode=0o600)
+
+    # -- what the frontend asks of us (GatewayControl) ---------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        actors = self._directory.status()
+        frontend = self._frontend
+        actors["frontend"] = {"state": "running" if frontend and frontend.alive else "stopped",
+                              "restarts": 0, "last_error": None}
+        journal = self._journal
+        failed = journal.failed if journal else None
+        actors["journal"] = {"state": "failed" if failed else "running", "restarts": 0,
+                             "last_error": str(failed) if failed else None}
+        return {
+            "state": self.state,
+            "boot_id": self.boot_id,
+            "head_seq": journal.head_seq if journal else 0,
+            "actors": actors,
+            "clients": frontend.clients if frontend else 0,
+            "pid": os.getpid(),
+            "version": __version__,
+            "endpoint": self.endpoint,
+            "started_at": self.started_at,
+        }
+
+    @property
+    def state(self) -> State:
+        if self._state == "running" and self._degraded:
+            return "degraded"
+        return self._state
+
+    def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None:
+        self._begin_lifecycle(grace_ms, shutdown=shutdown, reason=reason, exit_code=0)
+
+    def inject_fault(self, actor: str, fail_starts: int) -> bool | None:
+        if not self.test_hooks or self._supervisor is None:
+            return None
+        return self._supervisor.inject_fault(actor, fail_starts=fail_starts)
+
+    def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:
+        states: list[tuple[str, str, int, Any]] = []
+        if wants_domain("gateway"):
+            journal = self._journal
+            states.append(("gateway", "gateway", journal.head_seq if journal else 0,
+                           self.status()))
+        for spec in self._specs:
+            domain = spec.actor_class.domain
+            ref = self._directory.lookup(spec.name)
+            if not domain or ref is None or not wants_domain(domain):
+                continue
+            try:
+                answer = ref.ask(SyncStateQuery(), timeout=2.0)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                logger.warning("{} gave no state for a sync.snapshot", spec.name)
+                continue
+            if answer is not None:
+                seq, state = answer
+                states.append((domain, spec.name, seq, state))
+        return states
+
+    # -- supervision callbacks ---------------------------------------------------------------
+
+    def _actor_restarted(self, name: str, restarts: int, error: str) -> None:
+        if self._journal is not None:
+            self._journal.append("gateway", [NewEvent("gateway.actor_restarted", {
+                "actor": name, "restarts": restarts, "error": error,
+            })])
+
+    def _set_degraded(self, degraded: bool) -> None:
+        self._degraded = degraded
+        if degraded:
+            logger.error("the gateway is degraded: a child exceeded its restart intensity")
+
+    def _journal_failed(self, exc: BaseException) -> None:
+        self._fatal(f"the journal failed: {exc}")
+
+    def _fatal(self, reason: str) -> None:
+        logger.error("fatal: {}; the gateway exits with code 1", reason)
+        self._begin_lifecycle(0, shutdown=True, reason=reason, exit_code=1)
+
+    # -- restart and shutdown ----------------------------------------------------------------
+
+    def _begin_lifecycle(self, grace_ms: int, *, shutdown: bool, reason: str,
+                         exit_code: int) -> None:
+        with self._lifecycle_lock:
+            busy = self._lifecycle_thread is not None and self._lifecycle_thread.is_alive()
+            if busy or self._done.is_set():
+                if exit_code:
+                    self._pending_fatal = True
+                return
+            self._lifecycle_thread = threading.Thread(
+                target=self._lifecycle, args=(grace_ms, shutdown, reason, exit_code),
+                name="tek-lifecycle", daemon=True,
+            )
+            self._lifecycle_thread.start()
+
+    def _lifecycle(self, grace_ms: int, shutdown: bool, reason: str, exit_code: int) -> None:
+        frontend, supervisor = self._frontend, self._supervisor
+        try:
+            self._state = "stopping"
+            if frontend is not None and not exit_code:
+                frontend.publish("gateway.shutdown_imminent",
+                                 {"grace_ms": grace_ms, "reason": reason, "restart": not shutdown})
+                frontend.set_accepting(False, retry_after_ms=min(grace_ms, 5_000) + 500)
+                frontend.wait_idle(timeout=grace_ms / 1000)
+                frontend.cancel_unstarted()
+                frontend.wait_idle(timeout=self.settings.supervision.shutdown_timeout_s)
+            elif frontend is not None:
+                frontend.set_accepting(False, retry_after_ms=5_000)
+                frontend.cancel_unstarted()
+            if supervisor is not None:
+                supervisor.stop_all(timeout=60.0)
+            if shutdown or exit_code or self._pending_fatal:
+                self._teardown(exit_code=exit_code or (1 if self._pending_fatal else 0))
+                return
+            self._reboot()
+        except BaseException:
+            logger.opt(exception=True).error("restart failed; the gateway exits with code 1")
+            self._teardown(exit_code=1)
+
+    def _reboot(self) -> None:
+        assert self._frontend is not None and self._supervisor is not None
+        assert self._journal is not None
+        self.boot_id = uuid.uuid4().hex
+        self._journal.boot_id = self.boot_id
+        self._frontend.set_boot(self.boot_id)
+        self._degraded = False
+        self._supervisor.start_all(timeout=30.0)
+        self._journal_started()
+        self._state = "running"
+        self._frontend.set_accepting(True)
+        logger.info("gateway restarted in-process (boot {})", self.boot_id)
+
+    def _teardown(self, *, exit_code: int) -> None:
+        """Stop whatever was started, in reverse order. Safe to call on a half-built gateway."""
+        self._state = "stopping"
+        if self._supervisor is not None:
+            try:
+                self._supervisor.stop_all(timeout=60.0)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+            self._supervisor.stop(timeout=10.0)
+        if self._frontend is not None:
+            self._frontend.stop()
+        if self._journal is not None:
+            self._journal.close()
+        if self._own_clock:
+            self.clock.close()
+        if not self._embedded:
+            remove_quietly(self.home.connection_file)
+            if self.endpoint == f"ipc://{self.home.socket_path}":
+                remove_quietly(self.home.socket_path)
+        self._lock.release()
+        self._state = "stopped"
+        self.exit_code = exit_code
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Block until the gateway has stopped; its exit code, or None on timeout."""
+        self._done.wait(timeout)
+        return self.exit_code
+
+    def stop(self, *, grace_ms: int | None = None, timeout: float = 60.0) -> int | None:
+        """Graceful shutdown from the host; returns the exit code."""
+        if self._done.is_set():
+            return self.exit_code
+        grace = self.settings.restart_grace_ms if grace_ms is None else grace_ms
+        self._begin_lifecycle(grace, shutdown=True, reason="stopped by its host", exit_code=0)
+        code = self.wait(timeout)
+        thread = self._lifecycle_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return code
+
+    def restart(self, *, grace_ms: int = 0, timeout: float = 60.0) -> None:
+        """In-process restart from the host; returns once the new tree serves."""
+        self._begin_lifecycle(grace_ms, shutdown=False, reason="restarted by its host",
+                              exit_code=0)
+        thread = self._lifecycle_thread
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- ways in -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve in the foreground until SIGTERM/SIGINT or `gateway.shutdown` (main thread only)."""
+        self.start()
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+        def graceful(signum: int, frame: object) -> None:
+            logger.info("signal {}: shutting down gracefully", signal.Signals(signum).name)
+            self.request_restart(self.settings.restart_grace_ms, shutdown=True,
+                                 reason=f"signal {signal.Signals(signum).name}")
+
+        previous = {sig: signal.signal(sig, graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._done.wait()  # signal handlers run on this (main) thread meanwhile
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            faulthandler.unregister(signal.SIGUSR1)
+        thread = self._lifecycle_thread
+        if thread is not None:
+            thread.join(30.0)
+        return self.exit_code or 0
+
+    @classmethod
+    @contextmanager
+    def embedded(
+        cls, home: str | os.PathLike[str] | TekHome | None = None, **kwargs: Any
+    ) -> Iterator[Gateway]:
+        """A gateway inside the host process, on inproc:// (no socket file, no connection file)."""
+        gateway = cls(home, **kwargs)
+        gateway._embedded = True
+        gateway.start()
+        try:
+            yield gateway
+        finally:
+            gateway.stop(grace_ms=0)
+
+    def client(self, **kwargs: Any) -> Client:
+        """A Client connected to this gateway (over inproc when embedded)."""
+        from tek_actors.client import Client  # the client layer sits above the gateway
+
+        if self._frontend is None:
+            raise Unavailable("the gateway is not started")
+        kwargs.setdefault("token", self.settings.token)
+        return Client(self.endpoint, context=self._frontend.context, **kwargs)

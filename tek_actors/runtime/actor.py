@@ -1,0 +1,339 @@
+"""The actor bases: `Actor` (crash-safe pykka actor) and `PersistentActor` (event-sourced state).
+
+pykka's three failure paths (an exception in an ask goes back to the caller and the actor runs
+on; one in a tell stops it through `on_failure`; one in `on_start` stops it silently) are folded
+into one here. Every message goes through `on_receive`, which answers a domain error (a
+`TekError` that is not `Internal`: bad input, not found, conflict) as an error reply and treats
+anything else, `BaseException` included, as a crash: the actor marks itself crashed, answers the
+request it was serving with `internal`, reports to its supervisor, and stops at once without
+touching its state again. The supervisor starts a new incarnation, which rehydrates.
+
+Commands are methods decorated with `@command("domain.verb", PayloadModel)`; they run on the
+actor's thread, take the validated payload and return the result (any msgpack-able value).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgpack
+import pykka
+from loguru import logger
+from pydantic import BaseModel, ValidationError
+
+from tek_actors.errors import Internal, InvalidRequest, JournalError, TekError, UnknownType
+from tek_actors.runtime.clock import Clock
+from tek_actors.runtime.messages import (
+    Fault,
+    SnapshotNow,
+    StatusQuery,
+    SyncStateQuery,
+    Ticket,
+)
+from tek_actors.store import IdemRecord, Journal, NewEvent
+from tek_actors.wire import invalid_request_from
+
+__all__ = ["Actor", "ActorContext", "PersistentActor", "command"]
+
+S = TypeVar("S", bound=BaseModel)
+
+_PERSIST_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    """What the gateway hands an actor: its name, its incarnation and its collaborators."""
+
+    name: str
+    incarnation: int
+    journal: Journal
+    clock: Clock
+    publish: Callable[[str, dict[str, Any]], None]
+    report_exit: Callable[[str, int, BaseException | None, str], None]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Command:
+    type: str
+    payload_model: type[BaseModel]
+    method: str
+
+
+def command(
+    type_name: str, payload_model: type[BaseModel]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a method as the handler of the request type `type_name`."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__tek_command__ = (type_name, payload_model)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Actor(pykka.ThreadingActor):  # type: ignore[misc]
+    """A pykka actor that never runs on with broken state.
+
+    Subclasses set `domain`, define `@command` methods, and may override `on_message` for
+    internal messages, `on_begin` (runs on the actor thread before any message; a failure is a
+    crash) and `on_end` (clean stop only).
+    """
+
+    domain: ClassVar[str] = ""
+    commands: ClassVar[dict[str, _Command]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found = dict(cls.commands)
+        for attr, value in list(vars(cls).items()):
+            spec = getattr(value, "__tek_command__", None)
+            if spec is not None:
+                found[spec[0]] = _Command(spec[0], spec[1], attr)
+        cls.commands = found
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.name = ctx.name
+        self.log = logger.bind(actor=ctx.name)
+        self._crashed = False
+        self._ticket: Ticket | None = None
+
+    # -- pykka hooks -------------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        try:
+            fail_starts = self.ctx.options.get("fail_start")
+            if fail_starts:
+                raise RuntimeError(f"injected start failure ({fail_starts})")
+            self.on_begin()
+        except BaseException as exc:
+            self._crash(exc)
+
+    def on_stop(self) -> None:
+        if self._crashed:
+            return
+        try:
+            self.on_end()
+        except Exception:
+            self.log.opt(exception=True).error("{} failed while stopping", self.name)
+        self.ctx.report_exit(self.name, self.ctx.incarnation, None, "")
+
+    def on_failure(self, *exc_info: Any) -> None:
+        # Only reachable if on_receive itself was bypassed; treat it as the crash it is.
+        if not self._crashed and exc_info[1] is not None:
+            self._crash(exc_info[1], stop=False)
+
+    def on_receive(self, message: Any) -> Any:
+        if self._crashed:
+            if isinstance(message, Ticket) and message.claim():
+                message.respond(message, False, Internal(f"{self.name} has crashed"))
+            return None
+        try:
+            if isinstance(message, Ticket):
+                self._serve(message)
+                return None
+            if isinstance(message, Fault):
+                raise RuntimeError(f"{message.reason} in {self.name}")
+            if isinstance(message, StatusQuery):
+                return self.status()
+            return self.on_message(message)
+        except BaseException as exc:
+            self._crash(exc)
+            return None
+
+    # -- overridable -------------------------------------------------------------------------
+
+    def on_begin(self) -> None:
+        """Runs on the actor's thread before any message (rehydration lives here)."""
+
+    def on_end(self) -> None:
+        """Runs on a clean stop (not after a crash)."""
+
+    def on_message(self, message: Any) -> Any:
+        """Internal (non-request) messages. Unknown ones are a bug, hence a crash."""
+        raise TypeError(f"{self.name} got an unexpected message {message!r}")
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _serve(self, ticket: Ticket) -> None:
+        if not ticket.claim():
+            return  # the frontend gave up on it (deadline, shutdown): it must not run
+        spec = self.commands.get(ticket.type)
+        try:
+            if spec is None:
+                raise UnknownType(f"{self.name} does not handle {ticket.type!r}")
+            try:
+                payload = spec.payload_model.model_validate(ticket.payload)
+            except ValidationError as exc:
+                raise invalid_request_from(exc, prefix="payload.") from exc
+            self._ticket = ticket
+            result = getattr(self, spec.method)(payload)
+        except TekError as err:
+            if not isinstance(err, Internal):
+                ticket.respond(ticket, False, err)
+                return
+            ticket.respond(ticket, False, err)
+            raise
+        except BaseException:
+            ticket.respond(
+                ticket,
+                False,
+                Internal(
+                    f"{self.name} crashed while handling {ticket.type}; it is restarting. "
+                    "The change may or may not have been applied: resend with the same idem "
+                    "key to find out.",
+                    retry_after_ms=500,
+                ),
+            )
+            raise
+        finally:
+            self._ticket = None
+        ticket.respond(ticket, True, result)
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """Publish an ephemeral event (not journaled, never replayed)."""
+        self.ctx.publish(name, data)
+
+    # -- crashing ----------------------------------------------------------------------------
+
+    def _crash(self, exc: BaseException, *, stop: bool = True) -> None:
+        self._crashed = True
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None and ticket.started:
+            ticket.respond(ticket, False, Internal(f"{self.name} crashed: {exc}"))
+        tb = "".join(traceback.format_exception(exc))
+        self.log.opt(exception=exc).error("{} crashed: {!r}", self.name, exc)
+        try:
+            self.ctx.report_exit(self.name, self.ctx.incarnation, exc, tb)
+        finally:
+            if stop:
+                self._stop()
+
+
+class PersistentActor(Actor, Generic[S]):
+    """An actor whose state is a pydantic model rebuilt from snapshot + journal.
+
+    Subclasses set `state_model`, implement `apply(state, event) -> state` (pure: no I/O, no
+    clock, no mutation of its input) and change state only through `persist`.
+    """
+
+    state_model: ClassVar[type[BaseModel]]
+    snapshot_every: ClassVar[int] = 100
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.state: S = self.initial_state()
+        self.seq = 0
+        self._since_snapshot = 0
+        self.snapshot_every = int(ctx.options.get("snapshot_every", type(self).snapshot_every))
+
+    def initial_state(self) -> S:
+        return self.state_model()  # type: ignore[return-value]
+
+    def apply(self, state: S, event: NewEvent) -> S:
+        raise NotImplementedError(f"{type(self).__name__} must define apply()")
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def persist(self, *events: NewEvent, result: Callable[[S], Any] | None = None) -> Any:
+        """Journal `events`, then apply them; return `result(new_state)`.
+
+        Blocks this actor until the events are durable. The new state is computed first (apply
+        is pure) so that the reply can be recorded with the events in the same transaction when
+        the request carries an idempotency key. A journal failure raises JournalError: a crash,
+        since nobody can know whether the events were saved.
+        """
+        new_state = self.state
+        for event in events:
+            new_state = self.apply(new_state, event)
+        value = result(new_state) if result is not None else None
+        idem = None
+        ticket = self._ticket
+        if ticket is not None and ticket.idem is not None and result is not None:
+            idem = IdemRecord(
+                ticket.idem,
+                ticket.type,
+                ticket.idem_digest or b"",
+                msgpack.packb(value, use_bin_type=True),
+                None,
+            )
+        if events or idem is not None:
+            future = self.ctx.journal.append(self.name, events, idem=idem)
+            try:
+                records = future.result(timeout=_PERSIST_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise JournalError("journal did not confirm the write in time") from exc
+            if records:
+                self.seq = records[-1].seq
+        self.state = new_state
+        self._since_snapshot += len(events)
+        if self._since_snapshot >= self.snapshot_every:
+            self.snapshot()
+        return value
+
+    def snapshot(self, *, wait: bool = False) -> None:
+        """Save the state as of `self.seq` (the journal keeps the newest two)."""
+        blob = msgpack.packb(
+            {"seq": self.seq, "state": self.state.model_dump(mode="json")}, use_bin_type=True
+        )
+        future = self.ctx.journal.save_snapshot(self.name, self.seq, blob)
+        self._since_snapshot = 0
+        if wait:
+            future.result(timeout=_PERSIST_TIMEOUT_S)
+
+    def rehydrate(self) -> None:
+        """Newest loadable snapshot, then every later event of this actor, in order."""
+        journal = self.ctx.journal
+        for seq, blob in journal.load_snapshots(self.name):
+            try:
+                saved = msgpack.unpackb(blob, raw=False)
+                self.state = self.state_model.model_validate(saved["state"])  # type: ignore[assignment]
+                self.seq = seq
+                break
+            except Exception as exc:
+                self.log.warning("snapshot {} of {} does not load ({!r}); trying an older one",
+                                 seq, self.name, exc)
+        else:
+            self.state, self.seq = self.initial_state(), 0
+        replayed = 0
+        while True:
+            batch = journal.read_since(self.seq, actor=self.name, limit=1000)
+            if not batch:
+                break
+            for record in batch:
+                self.state = self.apply(self.state, NewEvent(record.type, record.data))
+                self.seq = record.seq
+            replayed += len(batch)
+        self._since_snapshot = replayed
+        self.log.debug("{} rehydrated at seq {} ({} events replayed)", self.name, self.seq, replayed)
+
+    def on_begin(self) -> None:
+        self.rehydrate()
+
+    def on_end(self) -> None:
+        if self._since_snapshot:
+            self.snapshot(wait=True)
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, SnapshotNow):
+            self.snapshot(wait=True)
+            return self.seq
+        if isinstance(message, SyncStateQuery):
+            return self.seq, self.public_state()
+        return super().on_message(message)
+
+    def public_state(self) -> dict[str, Any]:
+        """The state as clients may see it (for `sync.snapshot`); redact secrets here."""
+        return self.state.model_dump(mode="json")
+
+    def status(self) -> dict[str, Any]:
+        return {"seq": self.seq}
+

@@ -1,0 +1,457 @@
+"""The journal: every durable event of the gateway under one sequence, in SQLite on disk.
+
+One writer thread owns the only writing connection. Appends from every actor are queued to it;
+it takes whatever has queued while the previous commit was being synced and writes it as one
+transaction (group commit), so durability costs one fsync per batch, not per event. Nobody's
+future resolves before that transaction's commit returned, and with `synchronous=FULL` in WAL
+mode SQLite has fsynced the log by then.
+
+A failed write is fatal to the journal: the writer cannot know what reached the disk, so it
+fails that batch and every later append with `JournalError`, reports through `on_failure`, and
+stops. Nothing is retried.
+
+Readers (replay for clients, rehydration of actors, idempotency look-ups) use a small pool of
+read-only connections and never block the writer (WAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from loguru import logger
+
+from tek_actors.errors import JournalError
+from tek_actors.store.files import fsync_dir
+
+__all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq   INTEGER PRIMARY KEY,
+    ts    REAL    NOT NULL,
+    boot  TEXT    NOT NULL,
+    actor TEXT    NOT NULL,
+    type  TEXT    NOT NULL,
+    data  BLOB    NOT NULL,
+    idem  TEXT
+);
+CREATE INDEX IF NOT EXISTS events_by_actor ON events (actor, seq);
+CREATE TABLE IF NOT EXISTS snapshots (
+    actor TEXT    NOT NULL,
+    seq   INTEGER NOT NULL,
+    ts    REAL    NOT NULL,
+    state BLOB    NOT NULL,
+    PRIMARY KEY (actor, seq)
+);
+CREATE TABLE IF NOT EXISTS idem (
+    key    TEXT PRIMARY KEY,
+    type   TEXT    NOT NULL,
+    digest BLOB    NOT NULL,
+    reply  BLOB    NOT NULL,
+    seq    INTEGER,
+    ts     REAL    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idem_by_ts ON idem (ts);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('head_seq', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
+"""
+
+_SNAPSHOTS_KEPT = 2
+_READ_POOL = 4
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event an actor wants journaled: `type` is the wire name (`domain.name`)."""
+
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A durable event as stored: its seq is final and never reused."""
+
+    seq: int
+    ts: float
+    boot: str
+    actor: str
+    type: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IdemRecord:
+    """The first reply to a request that carried an idempotency key."""
+
+    key: str
+    type: str
+    digest: bytes
+    reply: bytes
+    seq: int | None
+
+
+class _Op:
+    """A unit of work for the writer; `future` resolves once its transaction is durable."""
+
+    __slots__ = ("future",)
+
+    def __init__(self) -> None:
+        self.future: Future[Any] = Future()
+
+    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> Any:
+        raise NotImplementedError  # pragma: no cover - every op overrides it
+
+
+class _Append(_Op):
+    __slots__ = ("actor", "events", "idem", "records")
+
+    def __init__(self, actor: str, events: Sequence[NewEvent], idem: IdemRecord | None) -> None:
+        super().__init__()
+        self.actor = actor
+        self.events = events
+        self.idem = idem
+        self.records: list[EventRecord] = []
+
+    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
+        boot = journal.boot_id
+        rows = []
+        for event in self.events:
+            journal._next_seq += 1
+            record = EventRecord(journal._next_seq, ts, boot, self.actor, event.type, event.data)
+            self.records.append(record)
+            rows.append(
+                (record.seq, ts, boot, self.actor, event.type, _pack(event.data),
+                 self.idem.key if self.idem else None)
+            )
+        cur.executemany(
+            "INSERT INTO events (seq, ts, boot, actor, type, data, idem) VALUES (?,?,?,?,?,?,?)",
+            rows,
+        )
+        if self.idem is not None:
+            cur.execute(
+                "INSERT INTO idem (key, type, digest, reply, seq, ts) VALUES (?,?,?,?,?,?)",
+                (self.idem.key, self.idem.type, self.idem.digest, self.idem.reply,
+                 self.records[-1].seq if self.records else None, ts),
+            )
+        return self.records
+
+
+class _Snapshot(_Op):
+    __slots__ = ("actor", "seq", "state")
+
+    def __init__(self, actor: str, seq: int, state: bytes) -> None:
+        super().__init__()
+        self.actor, self.seq, self.state = actor, seq, state
+
+    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
+        cur.execute(
+            "INSERT OR REPLACE INTO snapshots (actor, seq, ts, state) VALUES (?,?,?,?)",
+            (self.actor, self.seq, ts, self.state),
+        )
+        cur.execute(
+            "DELETE FROM snapshots WHERE actor = ? AND seq NOT IN "
+            "(SELECT seq FROM snapshots WHERE actor = ? ORDER BY seq DESC LIMIT ?)",
+            (self.actor, self.actor, _SNAPSHOTS_KEPT),
+        )
+
+
+class _Prune(_Op):
+    __slots__ = ("idem_before", "keep_events")
+
+    def __init__(self, keep_events: int, idem_before: float) -> None:
+        super().__init__()
+        self.keep_events, self.idem_before = keep_events, idem_before
+
+    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> int:
+        # Never drop an event that some actor still needs to rehydrate: only events at or
+        # below every actor's newest snapshot may go.
+        bound = journal._next_seq - self.keep_events
+        covered = cur.execute(
+            "SELECT e.actor, COALESCE(MAX(s.seq), 0) FROM (SELECT DISTINCT actor FROM events) e "
+            "LEFT JOIN snapshots s ON s.actor = e.actor GROUP BY e.actor"
+        ).fetchall()
+        if covered:
+            bound = min(bound, *(seq for _, seq in covered))
+        deleted = cur.execute("DELETE FROM events WHERE seq <= ?", (bound,)).rowcount
+        cur.execute("DELETE FROM idem WHERE ts < ?", (self.idem_before,))
+        return int(deleted)
+
+
+_STOP = object()
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(blob: bytes) -> Any:
+    return msgpack.unpackb(blob, raw=False)
+
+
+class Journal:
+    """The gateway's event journal, snapshots and idempotency records (one SQLite file).
+
+    Thread-safe. `open()` starts the writer thread; `close()` drains and stops it.
+    `on_committed(records)` runs on the writer thread after each durable batch, with the events
+    in seq order: it must be quick and must not call back into the journal's writer.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        boot_id: str,
+        on_committed: Callable[[list[EventRecord]], None] | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
+        max_batch: int = 1024,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.boot_id = boot_id
+        self.on_committed = on_committed
+        self.on_failure = on_failure
+        self._max_batch = max(1, max_batch)
+        self._now = now
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._readers: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._next_seq = 0
+        self._head_seq = 0
+        self._failed: JournalError | None = None
+        self._closed = False
+        self.batches = 0  # how many transactions the writer committed (for tests and bench)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> Journal:
+        """Create or open the file (mode 0600), check its schema, start the writer thread."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        created = not self.path.exists()
+        if created:
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(fd)
+        try:
+            self._writer = self._connect(readonly=False)
+            self._writer.executescript(_SCHEMA)
+            (head,) = self._writer.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
+        if created:
+            fsync_dir(self.path.parent)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
+        self._next_seq = self._head_seq = int(head)
+        self._thread = threading.Thread(target=self._run, name="tek-journal-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, *, timeout: float = 10.0) -> None:
+        """Let the writer finish what is queued, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        if readonly:
+            conn.execute("PRAGMA query_only=1")
+        return conn
+
+    # -- writing -----------------------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        """The seq of the newest durable event (0 for an empty journal)."""
+        return self._head_seq
+
+    @property
+    def failed(self) -> JournalError | None:
+        return self._failed
+
+    def append(
+        self, actor: str, events: Sequence[NewEvent], *, idem: IdemRecord | None = None
+    ) -> Future[list[EventRecord]]:
+        """Queue events (and the idempotency record of the request that caused them).
+
+        Does not block. The future resolves with the stored records once they are durable, or
+        fails with JournalError.
+        """
+        return self._submit(_Append(actor, events, idem))
+
+    def save_snapshot(self, actor: str, seq: int, state: bytes) -> Future[None]:
+        """Queue a snapshot of `actor` valid at `seq`; the newest two per actor are kept."""
+        return self._submit(_Snapshot(actor, seq, state))
+
+    def prune(self, *, keep_events: int, idem_max_age_s: float) -> Future[int]:
+        """Queue removal of old events (never past any actor's newest snapshot) and idem records."""
+        return self._submit(_Prune(keep_events, self._now() - idem_max_age_s))
+
+    def _submit(self, op: _Op) -> Future[Any]:
+        if self._failed is not None:
+            op.future.set_exception(self._failed)
+        elif self._closed:
+            op.future.set_exception(JournalError("the journal is closed"))
+        else:
+            self._queue.put(op)
+        return op.future
+
+    def _run(self) -> None:
+        assert self._writer is not None
+        cur = self._writer.cursor()
+        stopping = False
+        while not stopping:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batch: list[_Op] = [item]
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            if not self._commit(cur, batch):
+                return
+        self._writer.close()
+
+    def _commit(self, cur: sqlite3.Cursor, batch: list[_Op]) -> bool:
+        ts = self._now()
+        seq_before = self._next_seq
+        results: list[Any] = []
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                results.append(op.write(cur, self, ts))
+            if self._next_seq != seq_before:
+                cur.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (self._next_seq,))
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._fail(batch, exc)
+            return False
+        self.batches += 1
+        self._head_seq = self._next_seq
+        if self._next_seq != seq_before and self.on_committed is not None:
+            records = [r for op in batch if isinstance(op, _Append) for r in op.records]
+            try:
+                self.on_committed(records)
+            except Exception:
+                logger.opt(exception=True).error("journal on_committed hook failed")
+        for op, result in zip(batch, results, strict=True):
+            op.future.set_result(result)
+        return True
+
+    def _fail(self, batch: list[_Op], exc: BaseException) -> None:
+        with contextlib.suppress(Exception):
+            assert self._writer is not None
+            self._writer.execute("ROLLBACK")
+        self._failed = JournalError(f"journal write failed, the journal is stopped: {exc}")
+        logger.opt(exception=exc).error("journal write failed; every later append will fail")
+        pending = list(batch)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not _STOP:
+                pending.append(item)
+        for op in pending:
+            op.future.set_exception(self._failed)
+        with contextlib.suppress(Exception):
+            assert self._writer is not None
+            self._writer.close()
+        if self.on_failure is not None:
+            self.on_failure(self._failed)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise JournalError("the journal is closed")
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect(readonly=True)
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+        finally:
+            if self._readers.qsize() < _READ_POOL and not self._closed:
+                self._readers.put(conn)
+            else:
+                with self._readers_lock:
+                    if conn in self._all_readers:
+                        self._all_readers.remove(conn)
+                conn.close()
+
+    def read_since(
+        self, seq: int, *, limit: int = 1000, actor: str | None = None
+    ) -> list[EventRecord]:
+        """Durable events with seq > `seq`, oldest first, at most `limit` (only `actor`'s)."""
+        sql = "SELECT seq, ts, boot, actor, type, data FROM events WHERE seq > ?"
+        args: tuple[Any, ...] = (seq,)
+        if actor is not None:
+            sql += " AND actor = ?"
+            args += (actor,)
+        sql += " ORDER BY seq LIMIT ?"
+        with self._reader() as conn:
+            rows = conn.execute(sql, (*args, limit)).fetchall()
+        return [EventRecord(s, ts, b, a, t, _unpack(d)) for s, ts, b, a, t, d in rows]
+
+    def first_seq(self) -> int:
+        """The oldest seq still kept; head_seq + 1 when no event is kept."""
+        with self._reader() as conn:
+            (first,) = conn.execute("SELECT MIN(seq) FROM events").fetchone()
+        return int(first) if first is not None else self._head_seq + 1
+
+    def load_snapshots(self, actor: str) -> list[tuple[int, bytes]]:
+        """The kept snapshots of `actor` as (seq, state), newest first."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT seq, state FROM snapshots WHERE actor = ? ORDER BY seq DESC", (actor,)
+            ).fetchall()
+        return [(int(s), bytes(b)) for s, b in rows]
+
+    def idem_lookup(self, key: str) -> IdemRecord | None:
+        """The recorded first reply for an idempotency key, if the request completed."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT key, type, digest, reply, seq FROM idem WHERE key = ?", (key,)
+            ).fetchone()
+        if row is None:
+            return None
+        return IdemRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
+

@@ -1,0 +1,37 @@
+"""pytest plugin: every test must leave no thread, actor or child process behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import psutil
+import pykka
+import pytest
+
+
+def _ours(thread: threading.Thread) -> bool:
+    return thread.is_alive() and (thread.name.startswith("tek-") or "Actor" in thread.name
+                                  or thread.name.startswith(("Supervisor", "Ticker")))
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers() -> Iterator[None]:
+    before_threads = {t.ident for t in threading.enumerate()}
+    before_children = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    left = [t for t in threading.enumerate() if t.ident not in before_threads and _ours(t)]
+    for thread in left:
+        thread.join(5.0)  # a stopping thread may need a moment to unwind; it must finish
+    left = [t.name for t in left if t.is_alive()]
+    actors = [str(ref) for ref in pykka.ActorRegistry.get_all()]
+    children = [p for p in psutil.Process().children(recursive=True)
+                if p.pid not in before_children and p.is_running()
+                and p.status() != psutil.STATUS_ZOMBIE]
+    if actors:
+        pykka.ActorRegistry.stop_all()  # tests only: so one leak does not cascade
+    for child in children:
+        child.kill()
+    assert not left, f"threads left running: {left}"
+    assert not actors, f"actors left running: {actors}"
+    assert not children, f"child processes left running: {[c.pid for c in children]}"

@@ -1,0 +1,116 @@
+"""Gateways for tests: embedded in this process, or a real process that can be killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tek_actors.client import Client
+from tek_actors.errors import TekError, Unavailable
+from tek_actors.gateway import Gateway
+from tek_actors.home import TekHome
+
+__all__ = ["GatewayProcess", "running_gateway"]
+
+
+@contextmanager
+def running_gateway(home: str | os.PathLike[str], **kwargs: Any) -> Iterator[Gateway]:
+    """An embedded gateway with test hooks on; stopped (and checked stopped) afterwards."""
+    kwargs.setdefault("test_hooks", True)
+    with Gateway.embedded(home, **kwargs) as gateway:
+        yield gateway
+
+
+class GatewayProcess:
+    """A real gateway process on `home`, started with test hooks on.
+
+    `gateway` settings can be given as a dict; they are written to the home's config.json.
+    """
+
+    def __init__(self, home: str | os.PathLike[str], *, endpoint: str | None = None,
+                 token: str | None = None, settings: dict[str, Any] | None = None) -> None:
+        self.home = TekHome.resolve(home)
+        self.endpoint = endpoint
+        self.token = token
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(home) / "gateway-test.out"
+        if settings is not None:
+            self.home.ensure()
+            self.home.config_path.write_text(json.dumps({"gateway": settings}))
+
+    def start(self, *, timeout: float = 30.0) -> GatewayProcess:
+        """Start it and return once it answers a ping from this very process."""
+        self.home.ensure()
+        args = [sys.executable, "-m", "tek_actors", "--home", str(self.home.config_dir),
+                "gateway", "run", "--log-level", "DEBUG"]
+        if self.endpoint:
+            args += ["--endpoint", self.endpoint]
+        env = dict(os.environ, TEK_TEST_HOOKS="1")
+        if self.token:
+            env["TEK_TOKEN"] = self.token
+        with open(self.log_path, "ab") as sink:
+            self.proc = subprocess.Popen(args, stdout=sink, stderr=sink, env=env)
+        with self.client(timeout=timeout) as client:
+            try:
+                status = client.call("gateway.status", timeout=timeout)
+            except TekError as exc:
+                self.kill9()
+                raise Unavailable(f"the gateway process did not come up: {exc}\n"
+                                  f"{self.log_tail()}") from exc
+        if status["pid"] != self.proc.pid:
+            raise Unavailable(f"another gateway answered (pid {status['pid']})")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def client(self, **kwargs: Any) -> Client:
+        endpoint = self.endpoint if self.endpoint and "*" not in self.endpoint else None
+        if endpoint is None and self.endpoint is None:
+            endpoint = self.home.default_endpoint()
+        kwargs.setdefault("token", self.token)
+        if endpoint is None:
+            return Client(home=self.home, **kwargs)
+        return Client(endpoint, **kwargs)
+
+    def kill9(self) -> None:
+        """SIGKILL: no grace, no cleanup, exactly like a crash of the machine's process."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def terminate(self, *, timeout: float = 60.0) -> int:
+        """SIGTERM (graceful) and wait; the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def wait(self, *, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def log_tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.terminate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill9()

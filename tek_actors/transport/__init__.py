@@ -1,0 +1,6 @@
+"""The only package that imports zmq: the gateway's frontend and the client's connection."""
+
+from tek_actors.transport.connection import Connection
+from tek_actors.transport.frontend import Frontend, FrontendSettings, GatewayControl
+
+__all__ = ["Connection", "Frontend", "FrontendSettings", "GatewayControl"]

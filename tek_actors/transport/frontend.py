@@ -1,0 +1,767 @@
+"""The frontend: the only owner of the gateway's ROUTER socket.
+
+One thread runs `_loop`: it drains the socket, decodes and validates each frame, answers the
+requests it owns (`hello`, `gateway.*`) itself, and routes `domain.verb` to the actor that serves
+the domain as a `Ticket`. Actors answer through `Ticket.respond`, which posts back to this thread
+through a queue and a wake-up socket pair; the journal posts committed events the same way, in
+seq order. Everything that talks to the socket happens on this thread (ZeroMQ sockets are not
+thread-safe), and nothing on this thread waits for an actor, except `sync.snapshot` resyncs,
+which ask each actor for its state with a short timeout.
+
+Bounds: frames over `max_frame_bytes` get `too_large` (up to 4x the bound; past that the socket
+itself drops the connection); every request has a deadline; each client's out-queue is bounded
+(a client that falls behind drops back to reading the journal, see _clients.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import itertools
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgpack
+import pykka
+import zmq
+from loguru import logger
+from pydantic import ValidationError
+
+from tek_actors.errors import (
+    InvalidRequest,
+    Overloaded,
+    RequestTimeout,
+    TekError,
+    Unauthorized,
+    Unavailable,
+    UnknownType,
+)
+from tek_actors.runtime import Directory, Ticket
+from tek_actors.store import EventRecord, Journal
+from tek_actors.transport._clients import ClientSession, compile_topics, topic_prefixes
+from tek_actors.wire import (
+    Codec,
+    FrameError,
+    GracePayload,
+    HelloPayload,
+    Request,
+    durable_event,
+    ephemeral_event,
+    error_reply,
+    invalid_request_from,
+    ok_reply,
+)
+
+__all__ = ["Frontend", "FrontendSettings", "GatewayControl"]
+
+_TOO_LARGE_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class FrontendSettings:
+    endpoint: str
+    token: str | None = None
+    max_frame_bytes: int = 1 << 20
+    default_timeout_ms: int = 60_000
+    client_queue_bound: int = 10_000
+    replay_chunk: int = 500
+    sndhwm: int = 1_000
+    heartbeat_s: float = 1.0
+    anonymous_idle_s: float = 60.0
+
+
+class GatewayControl(Protocol):
+    """What the frontend asks of the gateway that assembled it (all thread-safe)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None: ...
+
+    def inject_fault(self, actor: str, fail_starts: int) -> bool | None: ...
+
+    def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:
+        """(domain, actor, seq, state) for each domain the client follows."""
+        ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    identity: bytes
+    request_id: Any
+    actor: str
+    deadline: float
+    idem: str | None
+
+
+class Frontend:
+    """Binds `settings.endpoint` and serves it until `stop()`.
+
+    It creates (and terms) its own zmq context unless one is given; `context` is what an
+    in-process client must use for an `inproc://` endpoint.
+    """
+
+    def __init__(
+        self,
+        *,
+        context: zmq.Context[Any] | None = None,
+        settings: FrontendSettings,
+        journal: Journal,
+        directory: Directory,
+        control: GatewayControl,
+        boot_id: str,
+        gateway_version: str,
+        on_fatal: Callable[[BaseException], None] = lambda exc: None,
+    ) -> None:
+        self.settings = settings
+        self.bound_endpoint = settings.endpoint
+        self._on_fatal = on_fatal
+        self.boot_id = boot_id
+        self._own_context = context is None
+        self.context: zmq.Context[Any] = context if context is not None else zmq.Context()
+        self._journal = journal
+        self._directory = directory
+        self._control = control
+        self._version = gateway_version
+        self._codec = Codec(settings.max_frame_bytes)
+        self._router: zmq.Socket[Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._posts: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._signalled = False
+        self._running = False
+        self._clients: dict[bytes, ClientSession] = {}
+        self._by_client_id: dict[str, bytes] = {}
+        self._pending: dict[Ticket, _Pending] = {}
+        self._deadlines: list[tuple[float, int, Ticket]] = []
+        self._tiebreak = itertools.count()
+        self._idem_waiters: dict[str, list[tuple[bytes, Any]]] = {}
+        self._head = journal.head_seq
+        self._accepting = True
+        self._refuse_retry_ms = 1_000
+        self._backlogged: set[bytes] = set()
+        self._catching_up: set[bytes] = set()
+        self._idle = threading.Condition()
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.counters = {"requests": 0, "replies_dropped": 0, "lagged": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind and start serving; raises Unavailable if the endpoint cannot be bound."""
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="tek-frontend", daemon=True)
+        self._thread.start()
+        self._started.wait(10.0)
+        if self._start_error is not None:
+            self._thread.join(5.0)
+            self._running = False
+            self._wake_r.close()
+            self._wake_w.close()
+            if self._own_context:
+                self.context.term()
+            raise Unavailable(
+                f"cannot bind {self.settings.endpoint}: {self._start_error}"
+            ) from self._start_error
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """Stop the loop, close the socket. Pending requests get `unavailable`."""
+        if not self._running:
+            return
+        self._running = False
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._own_context:
+            self.context.term()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _bind(self) -> zmq.Socket[Any]:
+        router = self.context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        router.setsockopt(zmq.SNDHWM, self.settings.sndhwm)
+        router.setsockopt(zmq.RCVHWM, self.settings.sndhwm)
+        router.setsockopt(zmq.MAXMSGSIZE, self.settings.max_frame_bytes * _TOO_LARGE_FACTOR)
+        ivl = int(self.settings.heartbeat_s * 1000)
+        router.setsockopt(zmq.HEARTBEAT_IVL, ivl)
+        router.setsockopt(zmq.HEARTBEAT_TIMEOUT, ivl * 3)
+        router.setsockopt(zmq.HEARTBEAT_TTL, ivl * 3)
+        try:
+            router.bind(self.settings.endpoint)
+        except zmq.ZMQError:
+            router.close(0)
+            raise
+        return router
+
+    # -- thread-safe entry points ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if not self._signalled:
+            self._signalled = True
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass  # the pipe is full (a wake-up is pending anyway) or closed
+
+    def respond(self, ticket: Ticket, ok: bool, value: Any) -> None:
+        """Ticket.respond target: an actor's answer, posted to the frontend thread."""
+        self._posts.put(("reply", ticket, ok, value))
+        self._wake()
+
+    def post_events(self, records: list[EventRecord]) -> None:
+        """Journal hook: durable events, in seq order, right after their commit."""
+        self._posts.put(("events", records))
+        self._wake()
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        """An ephemeral event for every client that follows its topic (never replayed)."""
+        self._posts.put(("ephemeral", name, data))
+        self._wake()
+
+    def actor_down(self, name: str) -> None:
+        """The supervisor lost `name`: requests it never started are answered `unavailable`."""
+        self._posts.put(("down", name))
+        self._wake()
+
+    def set_accepting(self, accepting: bool, *, retry_after_ms: int = 1_000) -> None:
+        """While not accepting, new work is refused with `unavailable` + `retry_after_ms`."""
+        self._posts.put(("accepting", accepting, retry_after_ms))
+        self._wake()
+
+    def set_boot(self, boot_id: str) -> None:
+        self._posts.put(("boot", boot_id))
+        self._wake()
+
+    def cancel_unstarted(self) -> None:
+        """Answer `unavailable` to every routed request no actor has started yet."""
+        self._posts.put(("cancel_unstarted",))
+        self._wake()
+
+    def wait_idle(self, *, timeout: float) -> bool:
+        """Block until no routed request is pending (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    @property
+    def head_seq(self) -> int:
+        return self._head
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._router = self._bind()
+            self.bound_endpoint = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        except BaseException as exc:
+            self._start_error = exc
+            self._started.set()
+            return
+        self._started.set()
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        next_housekeeping = time.monotonic() + self.settings.heartbeat_s
+        try:
+            while self._running:
+                timeout_ms = self._poll_timeout_ms(next_housekeeping)
+                ready = dict(poller.poll(timeout_ms))
+                if self._wake_r.fileno() in ready:
+                    self._drain_posts()
+                if self._router in ready:
+                    self._drain_router()
+                now = time.monotonic()
+                if self._deadlines and self._deadlines[0][0] <= now:
+                    self._expire(now)
+                if self._backlogged:
+                    self._flush_backlog()
+                if self._catching_up:
+                    self._advance_catchups()
+                if now >= next_housekeeping:
+                    self._housekeeping(now)
+                    next_housekeeping = now + self.settings.heartbeat_s
+        except Exception as exc:
+            logger.opt(exception=True).error("the frontend loop crashed")
+            self._shutdown_socket()
+            self._on_fatal(exc)
+        else:
+            self._shutdown_socket()
+
+    def _poll_timeout_ms(self, next_housekeeping: float) -> int:
+        if self._backlogged or self._catching_up:
+            return 5
+        due = next_housekeeping
+        if self._deadlines:
+            due = min(due, self._deadlines[0][0])
+        return max(0, int((due - time.monotonic()) * 1000) + 1)
+
+    def _shutdown_socket(self) -> None:
+        self._drain_posts()
+        for ticket, pending in list(self._pending.items()):
+            ticket.cancel()
+            self._answer_error(pending, Unavailable("the gateway is stopping", retry_after_ms=1000))
+        self._pending.clear()
+        if self._router is not None:
+            self._router.close(0)
+            self._router = None
+        with self._idle:
+            self._idle.notify_all()
+
+    def _drain_posts(self) -> None:
+        # Order matters: empty the pipe, then clear the flag, then read the queue. A poster that
+        # saw the flag still set put its item before we read the queue; one that saw it clear
+        # left a byte in the pipe. Either way nothing waits unseen.
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        self._signalled = False
+        while True:
+            try:
+                post = self._posts.get_nowait()
+            except queue.Empty:
+                return
+            kind = post[0]
+            if kind == "reply":
+                self._on_reply(post[1], post[2], post[3])
+            elif kind == "events":
+                self._on_events(post[1])
+            elif kind == "ephemeral":
+                self._on_ephemeral(post[1], post[2])
+            elif kind == "down":
+                self._on_actor_down(post[1])
+            elif kind == "accepting":
+                self._accepting, self._refuse_retry_ms = post[1], post[2]
+            elif kind == "boot":
+                self.boot_id = post[1]
+            elif kind == "cancel_unstarted":
+                self._cancel_where(lambda p: True, "the gateway is restarting")
+
+    def _drain_router(self) -> None:
+        assert self._router is not None
+        for _ in range(10_000):  # bounded, so posts and deadlines are never starved
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            identity = frames[0]
+            client = self._clients.get(identity)
+            now = time.monotonic()
+            if client is None:
+                client = self._clients[identity] = ClientSession(identity, now)
+            client.last_seen = now
+            if len(frames) != 2:
+                self._reply(client, error_reply(None, {
+                    "code": "bad_frame",
+                    "message": f"a message must be exactly one frame, got {len(frames) - 1}",
+                }))
+                continue
+            self.counters["requests"] += 1
+            self._on_frame(client, frames[1])
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _on_frame(self, client: ClientSession, frame: bytes) -> None:
+        if len(frame) > self.settings.max_frame_bytes:
+            self._reply(client, error_reply(None, {
+                "code": "too_large",
+                "message": f"frame of {len(frame)} bytes is over the bound of "
+                           f"{self.settings.max_frame_bytes}",
+                "details": {"size": len(frame), "max": self.settings.max_frame_bytes},
+            }))
+            return
+        try:
+            request = self._codec.decode_request(frame)
+        except FrameError as exc:
+            self._reply(client, error_reply(exc.request_id, exc.error.to_wire()))
+            return
+        if self.settings.token is not None and not client.authed and request.type != "hello":
+            self._reply_error(client, request.id, Unauthorized(
+                "this endpoint needs authentication: send hello with your token first"))
+            return
+        local = self._LOCAL.get(request.type)
+        try:
+            if local is not None:
+                local(self, client, request)
+            else:
+                self._route(client, request)
+        except TekError as err:
+            self._reply_error(client, request.id, err)
+
+    def _route(self, client: ClientSession, request: Request) -> None:
+        domain = request.type.split(".", 1)[0]
+        name = self._directory.route(domain) if "." in request.type else None
+        if name is None:
+            raise UnknownType(f"unknown message type {request.type!r}",
+                              details={"type": request.type})
+        if not self._accepting:
+            raise Unavailable("the gateway is restarting; retry shortly",
+                              retry_after_ms=self._refuse_retry_ms)
+        digest = None
+        if request.idem is not None:
+            digest = hashlib.sha256(
+                request.type.encode() + b"\0" + msgpack.packb(request.payload, use_bin_type=True)
+            ).digest()
+            record = self._journal.idem_lookup(request.idem)
+            if record is not None:
+                if record.type != request.type or record.digest != digest:
+                    raise InvalidRequest(
+                        "this idem key was already used for a different request",
+                        details={"field": "idem", "first_type": record.type},
+                    )
+                self._reply(client, ok_reply(request.id, msgpack.unpackb(record.reply, raw=False)))
+                return
+            waiters = self._idem_waiters.get(request.idem)
+            if waiters is not None:  # the first copy is still running: answer both with it
+                waiters.append((client.identity, request.id))
+                return
+        ref = self._directory.lookup(name)
+        if ref is None:
+            raise self._down_error(name)
+        if len(self._pending) >= 100_000:
+            raise Overloaded("too many requests in flight", retry_after_ms=500)
+        ticket = Ticket(request.type, request.payload, self.respond, client_id=client.client_id,
+                        idem=request.idem, idem_digest=digest)
+        timeout_s = (request.timeout_ms or self.settings.default_timeout_ms) / 1000
+        deadline = time.monotonic() + timeout_s
+        self._pending[ticket] = _Pending(client.identity, request.id, name, deadline, request.idem)
+        heapq.heappush(self._deadlines, (deadline, next(self._tiebreak), ticket))
+        if request.idem is not None:
+            self._idem_waiters[request.idem] = []
+        try:
+            ref.tell(ticket)
+        except pykka.ActorDeadError:
+            self._on_actor_down(name)
+
+    def _down_error(self, name: str) -> Unavailable:
+        due = self._directory.retry_at(name)
+        retry_ms = 500 if due is None else max(50, int((due - time.monotonic()) * 1000) + 50)
+        return Unavailable(f"{name} is restarting; retry shortly", retry_after_ms=retry_ms,
+                           details={"actor": name})
+
+    def _on_reply(self, ticket: Ticket, ok: bool, value: Any) -> None:
+        pending = self._pending.pop(ticket, None)
+        if pending is None:
+            self.counters["replies_dropped"] += 1
+            logger.warning("dropping the reply to {} that came after its deadline", ticket.type)
+            return
+        if ok:
+            self._answer(pending, ok_reply(pending.request_id, value))
+        else:
+            error = value if isinstance(value, TekError) else Unavailable(str(value))
+            self._answer_error(pending, error)
+        if not self._pending:
+            with self._idle:
+                self._idle.notify_all()
+
+    def _answer(self, pending: _Pending, reply: dict[str, Any]) -> None:
+        client = self._clients.get(pending.identity)
+        if client is not None:
+            self._reply(client, reply)
+        if pending.idem is not None:
+            for identity, request_id in self._idem_waiters.pop(pending.idem, []):
+                other = self._clients.get(identity)
+                if other is not None:
+                    self._reply(other, {**reply, "re": request_id})
+
+    def _answer_error(self, pending: _Pending, error: TekError) -> None:
+        self._answer(pending, error_reply(pending.request_id, error.to_wire()))
+
+    def _expire(self, now: float) -> None:
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, _, ticket = heapq.heappop(self._deadlines)
+            pending = self._pending.pop(ticket, None)
+            if pending is None:
+                continue
+            started = not ticket.cancel()
+            message = ("the deadline passed while the request was running; it may still complete"
+                       if started else "the deadline passed before the request started; "
+                                       "it will not run")
+            self._answer_error(pending, RequestTimeout(message, details={"started": started}))
+        if not self._pending:
+            with self._idle:
+                self._idle.notify_all()
+
+    def _cancel_where(self, predicate: Callable[[_Pending], bool], why: str) -> None:
+        for ticket, pending in list(self._pending.items()):
+            if predicate(pending) and ticket.cancel():
+                del self._pending[ticket]
+                self._answer_error(pending, Unavailable(f"{why}; the request did not run",
+                                                        retry_after_ms=self._refuse_retry_ms))
+        if not self._pending:
+            with self._idle:
+                self._idle.notify_all()
+
+    def _on_actor_down(self, name: str) -> None:
+        self._cancel_where(lambda p: p.actor == name, f"{name} is restarting")
+
+    # -- requests the frontend answers itself ------------------------------------------------
+
+    def _hello(self, client: ClientSession, request: Request) -> None:
+        try:
+            hello = HelloPayload.model_validate(request.payload)
+        except ValidationError as exc:
+            raise invalid_request_from(exc, prefix="payload.") from exc
+        if self.settings.token is not None:
+            given = (hello.token or "").encode()
+            if not hmac.compare_digest(given, self.settings.token.encode()):
+                raise Unauthorized("the token in hello is missing or wrong")
+            client.authed = True
+        previous = self._by_client_id.get(hello.client_id)
+        if previous is not None and previous != client.identity:
+            self._drop_client(previous)  # the same client, reconnected: it resumes here
+        self._by_client_id[hello.client_id] = client.identity
+        client.client_id = hello.client_id
+        client.topics = compile_topics(hello.topics)
+        client.domains = topic_prefixes(hello.topics)
+        client.floors = {}
+        client.clear_events()
+        self._catching_up.discard(client.identity)
+        head = self._head
+        since = hello.since_seq
+        if since is None:
+            resync, client.cursor, client.mode = "none", head, "live"
+        elif since > head or since < self._journal.first_seq() - 1:
+            resync = "snapshot"
+        elif since == head:
+            resync, client.cursor, client.mode = "none", head, "live"
+        else:
+            resync, client.cursor, client.mode = "replay", since, "catchup"
+        client.sent_cursor = client.cursor
+        self._reply(client, ok_reply(request.id, {
+            "protocol": 1,
+            "gateway_version": self._version,
+            "boot_id": self.boot_id,
+            "head_seq": head,
+            "resync": resync,
+        }))
+        if resync == "snapshot":
+            self._send_snapshots(client)
+        elif resync == "replay":
+            self._catching_up.add(client.identity)
+
+    def _send_snapshots(self, client: ClientSession) -> None:
+        states = self._control.sync_states(client.wants_domain)
+        for domain, actor, seq, state in states:
+            client.floors[actor] = seq
+            frame = self._codec.encode(durable_event(
+                "sync.snapshot", seq, self.boot_id, time.time(),
+                {"domain": domain, "actor": actor, "state": state}))
+            client.queue(frame)
+        seqs = [seq for _, _, seq, _ in states]
+        client.cursor = min([self._head, *seqs])
+        client.sent_cursor = client.cursor
+        client.mode = "catchup"
+        self._catching_up.add(client.identity)
+        self._flush(client)
+
+    def _bye(self, client: ClientSession, request: Request) -> None:
+        """The client is closing: answer, then forget its session."""
+        self._reply(client, ok_reply(request.id, {}))
+        self._drop_client(client.identity)
+
+    def _ping(self, client: ClientSession, request: Request) -> None:
+        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id,
+                                                  "head_seq": self._head}))
+
+    def _status(self, client: ClientSession, request: Request) -> None:
+        status = self._control.status()
+        status["clients"] = len(self._clients)
+        status["head_seq"] = self._head
+        self._reply(client, ok_reply(request.id, status))
+
+    def _restart(self, client: ClientSession, request: Request, *, shutdown: bool) -> None:
+        try:
+            grace = GracePayload.model_validate(request.payload)
+        except ValidationError as exc:
+            raise invalid_request_from(exc, prefix="payload.") from exc
+        self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
+        reason = f"{request.type} requested by {client.client_id or 'a client'}"
+        self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
+
+    def _test_crash(self, client: ClientSession, request: Request) -> None:
+        actor = request.payload.get("actor")
+        fail_starts = request.payload.get("fail_starts", 0)
+        if not isinstance(actor, str) or not isinstance(fail_starts, int):
+            raise InvalidRequest("test.crash takes {actor: str, fail_starts: int}",
+                                 details={"field": "payload.actor"})
+        done = self._control.inject_fault(actor, fail_starts)
+        if done is None:
+            raise UnknownType("test hooks are off in this gateway", details={"type": request.type})
+        if not done:
+            raise Unavailable(f"no running actor named {actor!r}", retry_after_ms=200)
+        self._reply(client, ok_reply(request.id, {"crashed": actor}))
+
+    _LOCAL: dict[str, Callable[[Frontend, ClientSession, Request], None]] = {
+        "hello": _hello,
+        "bye": _bye,
+        "gateway.ping": _ping,
+        "gateway.status": _status,
+        "gateway.restart": lambda self, c, r: self._restart(c, r, shutdown=False),
+        "gateway.shutdown": lambda self, c, r: self._restart(c, r, shutdown=True),
+        "test.crash": _test_crash,
+    }
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_events(self, records: list[EventRecord]) -> None:
+        boot = self.boot_id
+        frames: dict[int, bytes] = {}
+        for client in list(self._clients.values()):
+            if client.mode != "live":
+                continue
+            for record in records:
+                if record.seq <= client.cursor:
+                    continue
+                client.cursor = record.seq
+                if not client.wants(record.type) or not client.passes_floor(record.actor,
+                                                                            record.seq):
+                    continue
+                frame = frames.get(record.seq)
+                if frame is None:
+                    frame = frames[record.seq] = self._event_frame(record, boot)
+                client.queue(frame, seq=record.seq, is_event=True)
+            if client.queued_events > self.settings.client_queue_bound:
+                self._lag(client)
+            else:
+                self._flush(client)
+        self._head = max(self._head, records[-1].seq)
+
+    def _event_frame(self, record: EventRecord, boot: str) -> bytes:
+        return msgpack.packb(
+            durable_event(record.type, record.seq, record.boot or boot, record.ts, record.data),
+            use_bin_type=True,
+        )  # type: ignore[no-any-return]
+
+    def _on_ephemeral(self, name: str, data: dict[str, Any]) -> None:
+        frame = self._codec.encode(ephemeral_event(name, self._head, self.boot_id, time.time(),
+                                                   data))
+        for client in list(self._clients.values()):
+            if client.mode == "live" and client.wants(name):
+                client.queue(frame)
+                self._flush(client)
+            elif name == "gateway.shutdown_imminent" and client.mode != "none":
+                client.queue(frame)
+                self._flush(client)
+
+    def _lag(self, client: ClientSession) -> None:
+        dropped = client.fall_back_to_catchup()
+        self.counters["lagged"] += 1
+        logger.warning("client {} fell behind ({} queued events dropped); it will catch up "
+                       "from the journal at seq {}", client.client_id, dropped, client.cursor)
+        self._catching_up.add(client.identity)
+
+    def _advance_catchups(self) -> None:
+        chunk = self.settings.replay_chunk
+        for identity in list(self._catching_up):
+            client = self._clients.get(identity)
+            if client is None or client.mode != "catchup":
+                self._catching_up.discard(identity)
+                continue
+            if client.queued_events >= chunk:
+                continue  # let it drain first
+            records = self._journal.read_since(client.cursor, limit=chunk)
+            boot = self.boot_id
+            for record in records:
+                client.cursor = record.seq
+                if client.wants(record.type) and client.passes_floor(record.actor, record.seq):
+                    client.queue(self._event_frame(record, boot), seq=record.seq, is_event=True)
+            if len(records) < chunk and client.cursor >= self._head:
+                client.mode = "live"
+                self._catching_up.discard(identity)
+            self._flush(client)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _reply(self, client: ClientSession, reply: dict[str, Any]) -> None:
+        try:
+            frame = self._codec.encode(reply)
+        except TekError as err:
+            frame = self._codec.encode(error_reply(reply.get("re"), err.to_wire()))
+        client.queue(frame)
+        self._flush(client)
+
+    def _reply_error(self, client: ClientSession, request_id: Any, error: TekError) -> None:
+        self._reply(client, error_reply(request_id, error.to_wire()))
+
+    def _flush(self, client: ClientSession) -> None:
+        router = self._router
+        if router is None:
+            return
+        out = client.out
+        while out:
+            item = out[0]
+            try:
+                router.send_multipart((client.identity, item.frame), zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                self._backlogged.add(client.identity)
+                return
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EHOSTUNREACH:
+                    self._drop_client(client.identity)  # the peer is gone
+                    return
+                raise
+            out.popleft()
+            if item.is_event:
+                client.queued_events -= 1
+                if item.seq is not None:
+                    client.sent_cursor = item.seq
+        client.last_sent = time.monotonic()
+        self._backlogged.discard(client.identity)
+
+    def _flush_backlog(self) -> None:
+        for identity in list(self._backlogged):
+            client = self._clients.get(identity)
+            if client is None:
+                self._backlogged.discard(identity)
+            else:
+                self._flush(client)
+
+    def _drop_client(self, identity: bytes) -> None:
+        client = self._clients.pop(identity, None)
+        self._backlogged.discard(identity)
+        self._catching_up.discard(identity)
+        if client is not None and client.client_id is not None:
+            if self._by_client_id.get(client.client_id) == identity:
+                del self._by_client_id[client.client_id]
+
+    def _housekeeping(self, now: float) -> None:
+        """Heartbeats to idle subscribers (a send to a dead peer tells us it is gone)."""
+        beat = None
+        for client in list(self._clients.values()):
+            if client.mode == "none":
+                if now - client.last_seen > self.settings.anonymous_idle_s:
+                    self._drop_client(client.identity)
+                continue
+            if now - client.last_sent >= self.settings.heartbeat_s and not client.out:
+                if beat is None:
+                    beat = self._codec.encode(ephemeral_event(
+                        "gateway.heartbeat", self._head, self.boot_id, time.time(),
+                        {"head_seq": self._head}))
+                client.queue(beat)
+                self._flush(client)

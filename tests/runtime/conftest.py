@@ -1,0 +1,150 @@
+"""A small supervised tree on a real journal and a FakeClock, for runtime tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from tek_actors.errors import NotFound
+from tek_actors.runtime import (
+    ActorContext,
+    Backoff,
+    ChildSpec,
+    Directory,
+    FakeClock,
+    Intensity,
+    PersistentActor,
+    Strategy,
+    Supervisor,
+    SupervisorHandle,
+    Ticket,
+    command,
+)
+from tek_actors.store import Journal, NewEvent
+from tek_actors.wire import EmptyPayload, WireModel
+
+
+class CounterState(BaseModel):
+    total: int = 0
+
+
+class AddPayload(WireModel):
+    n: int
+
+
+class CounterActor(PersistentActor[CounterState]):
+    domain = "counter"
+    state_model = CounterState
+    snapshot_every = 3
+
+    def apply(self, state: CounterState, event: NewEvent) -> CounterState:
+        return CounterState(total=state.total + event.data["n"])
+
+    @command("counter.add", AddPayload)
+    def add(self, payload: AddPayload) -> dict[str, int]:
+        if payload.n == 0:
+            raise NotFound("zero is not a thing here")
+        if payload.n < 0:
+            raise ZeroDivisionError("a bug while handling a request")
+        if payload.n == 999:
+            raise SystemExit("an actor calling sys.exit must not stop the process")
+        return self.persist(NewEvent("counter.added", {"n": payload.n}),  # type: ignore[no-any-return]
+                            result=lambda s: {"total": s.total})
+
+    @command("counter.get", EmptyPayload)
+    def get(self, payload: EmptyPayload) -> dict[str, int]:
+        return {"total": self.state.total, "seq": self.seq}
+
+
+class OtherActor(CounterActor):
+    domain = "other"
+
+
+class Tree:
+    """A supervisor with `counter` then `other`, answering tickets synchronously for tests."""
+
+    def __init__(self, path: Path, strategy: Strategy, **limits: Any) -> None:
+        self.clock = FakeClock()
+        self.journal = Journal(path, boot_id="t").open()
+        self.directory = Directory()
+        self.down: list[str] = []
+        self.restarted: list[tuple[str, int, str]] = []
+        self.degraded: list[bool] = []
+        self.escalated = threading.Event()
+        child = {"intensity": Intensity(limits.get("max_restarts", 5), 30.0),
+                 "backoff": Backoff(0.5, 30.0, 2.0, 0.0)}
+        specs = [ChildSpec("counter", CounterActor, **child), ChildSpec("other", OtherActor, **child)]
+        self.handle: SupervisorHandle | None = None
+        ref = Supervisor.start(
+            specs, clock=self.clock, directory=self.directory, make_context=self._context,
+            strategy=strategy, intensity=Intensity(limits.get("tree_max", 1), 60.0),
+            backoff=Backoff(1.0, 30.0, 2.0, 0.0),
+            on_child_down=self.down.append,
+            on_restarted=lambda n, r, e: self.restarted.append((n, r, e)),
+            on_degraded=self.degraded.append,
+            on_escalate=lambda reason: self.escalated.set(),
+        )
+        self.handle = SupervisorHandle(ref)
+        assert self.handle.start_all(timeout=5)
+
+    def _context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
+        assert self.handle is not None
+        return ActorContext(name, incarnation, self.journal, self.clock, lambda n, d: None,
+                            self.handle.child_exited, options)
+
+    def ask(self, name: str, type_name: str, payload: dict[str, Any] | None = None) -> Any:
+        """Send a request ticket and wait for its answer: (ok, value)."""
+        done = threading.Event()
+        answer: list[Any] = []
+
+        def respond(ticket: Ticket, ok: bool, value: Any) -> None:
+            answer.append((ok, value))
+            done.set()
+
+        ref = self.directory.lookup(name)
+        assert ref is not None, f"{name} is not running"
+        ref.tell(Ticket(type_name, payload or {}, respond))
+        assert done.wait(5), "no answer"
+        return answer[0]
+
+    def crash(self, name: str, how: str = "fault") -> None:
+        """Crash `name` and return once the supervisor has handled the crash."""
+        ref = self.directory.lookup(name)
+        assert ref is not None and self.handle is not None
+        if how == "fault":
+            assert self.handle.inject_fault(name)
+        else:
+            self.ask(name, "counter.add", {"n": -1})
+        assert ref.actor_stopped.wait(5)
+        self.handle.sync()
+
+    def settle(self, seconds: float) -> None:
+        """Let fake time pass, then wait until the supervisor handled what that fired."""
+        assert self.handle is not None
+        self.clock.advance(seconds)
+        self.handle.sync()
+
+    def close(self) -> None:
+        assert self.handle is not None
+        self.handle.stop_all(timeout=10)
+        self.handle.stop(timeout=10)
+        self.journal.close()
+
+
+@pytest.fixture
+def make_tree(tmp_path: Path) -> Iterator[Any]:
+    trees: list[Tree] = []
+
+    def make(strategy: Strategy = Strategy.ONE_FOR_ONE, **limits: Any) -> Tree:
+        tree = Tree(tmp_path / f"j{len(trees)}.db", strategy, **limits)
+        trees.append(tree)
+        return tree
+
+    yield make
+    for tree in trees:
+        tree.close()
