@@ -192,6 +192,7 @@ class Gateway:
                 default_timeout_ms=self.settings.request_timeout_ms,
                 client_queue_bound=self.settings.client_queue_bound,
                 replay_chunk=self.settings.replay_chunk,
+                sndhwm=self.settings.socket_hwm,
                 heartbeat_s=self.settings.heartbeat_s,
             ),
             journal=self._journal,

@@ -40,6 +40,7 @@ class GatewaySettings(WireModel):
     request_timeout_ms: Annotated[int, Field(gt=0, le=86_400_000)] = 60_000
     client_queue_bound: Annotated[int, Field(ge=10, le=10_000_000)] = 10_000
     replay_chunk: Annotated[int, Field(ge=1, le=100_000)] = 500
+    socket_hwm: Annotated[int, Field(ge=1, le=1_000_000)] = 1_000
     heartbeat_s: Annotated[float, Field(ge=0.05, le=60)] = 1.0
     restart_grace_ms: Annotated[int, Field(ge=0, le=600_000)] = 30_000
     snapshot_every: Annotated[int, Field(ge=1, le=1_000_000)] = 100

@@ -249,8 +249,9 @@ class Client:
             conn.wake()
 
     def _hello_payload(self, since_seq: int | None) -> dict[str, Any]:
+        topics = self._subscription["topics"] if self._subscription is not None else []
         payload: dict[str, Any] = {"client_id": self.client_id, "since_seq": since_seq,
-                                   "topics": (self._subscription or {}).get("topics")}
+                                   "topics": topics}
         if self._token is not None:
             payload["token"] = self._token
         return payload
@@ -265,22 +266,28 @@ class Client:
     def _run(self) -> None:
         try:
             while not self._closing.is_set():
-                now = time.monotonic()
-                if self._conn is None and now >= self._next_connect:
-                    self._connect()
-                self._take_commands()
-                self._pump(now)
-                self._expire(now)
-                if self._conn is None:
-                    self._closing.wait(max(0.0, min(self._next_connect - now, 0.05)))
-                    continue
-                self._conn.wait(self._wait_time())
-                self._receive()
-                self._heartbeat()
+                try:
+                    self._step()
+                except ConnectionLost as exc:
+                    self._drop_connection(str(exc))
         except Exception:
             logger.opt(exception=True).error("the client I/O thread crashed")
         finally:
             self._shutdown()
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if self._conn is None and now >= self._next_connect:
+            self._connect()
+        self._take_commands()
+        self._pump(now)
+        self._expire(now)
+        if self._conn is None:
+            self._closing.wait(max(0.0, min(self._next_connect - now, 0.05)))
+            return
+        self._conn.wait(self._wait_time())
+        self._receive()
+        self._heartbeat()
 
     def _connect(self) -> None:
         if self._home is not None:
@@ -296,7 +303,6 @@ class Client:
         self._last_rx = time.monotonic()
         self._ping_out = False
         self._resend_all()
-        self._send_internal("gateway.ping", {})
 
     def _schedule_reconnect(self) -> None:
         self._next_connect = time.monotonic() + self._backoff
@@ -307,6 +313,12 @@ class Client:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        self._ping_out = False
+        for call in self._in_flight.values():  # resent after the reconnect
+            if not call.internal:
+                call.sent = False
+                self._waiting.append(call)
+        self._in_flight.clear()
         self.reconnects += 1
         self._schedule_reconnect()
 
@@ -315,9 +327,10 @@ class Client:
         calls = [c for c in self._in_flight.values() if not c.internal]
         self._in_flight.clear()
         self._ping_out = False
-        if self._subscription is not None:
-            since = self._last_seq if self._last_seq is not None else self._resync_from
-            self._send_internal("hello", self._hello_payload(since))
+        # Always hello: it authenticates (tcp), and even with no topics the gateway then sends
+        # this client heartbeats and gateway.shutdown_imminent.
+        since = self._last_seq if self._last_seq is not None else self._resync_from
+        self._send_internal("hello", self._hello_payload(since))
         for call in calls:
             call.sent = False
             call.retry_at = 0.0
@@ -462,6 +475,8 @@ class Client:
             return
         if name == "gateway.shutdown_imminent":
             self._held_boot = self._boot or ""
+        if self._subscription is None:
+            return  # only control events reach an unsubscribed client; they are handled above
         seq = event.get("seq")
         if isinstance(seq, int) and name != "sync.snapshot":
             if self._last_seq is not None and seq <= self._last_seq:
@@ -494,8 +509,13 @@ class Client:
     def _shutdown(self) -> None:
         if self._conn is not None:
             # Tell the gateway to forget this session now (best effort, no wait for the answer).
-            self._conn.send(self._codec.encode({"v": 1, "id": next(self._ids), "type": "bye"}))
-            self._conn.close(linger_ms=100)
+            try:
+                self._conn.send(self._codec.encode({"v": 1, "id": next(self._ids),
+                                                    "type": "bye"}))
+                linger = 100
+            except ConnectionLost:
+                linger = 0  # the gateway (or its context, when embedded) is gone already
+            self._conn.close(linger_ms=linger)
             self._conn = None
         self._take_commands()
         lost = ConnectionLost("the client was closed before an answer came")

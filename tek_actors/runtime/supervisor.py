@@ -184,6 +184,7 @@ class Supervisor(pykka.ThreadingActor):  # type: ignore[misc]
         self._degraded = False
         self._escalated = False
         self._last_tree_restart = 0.0
+        self._culprit: str | None = None
         for spec in specs:
             directory._declare(spec.name, spec.actor_class.domain)
 
@@ -302,6 +303,7 @@ class Supervisor(pykka.ThreadingActor):  # type: ignore[misc]
                 spec.intensity.max_restarts + 1,
                 spec.intensity.window_s,
             )
+            self._culprit = spec.name
             self._restart_tree(f"{spec.name} exceeded its restart intensity: {error}")
             return
         group = self._group_for(spec.name)
@@ -354,7 +356,7 @@ class Supervisor(pykka.ThreadingActor):  # type: ignore[misc]
         for name in self._order:
             self._directory._down(name, "restarting", retry_at=now + delay)
         logger.error("restarting the whole tree in {:.2f}s: {}", delay, reason)
-        self._schedule(delay, RestartDue(tuple(self._order), self._generation))
+        self._schedule(delay, RestartDue(tuple(self._order), self._generation, self._culprit))
         ref = self.actor_ref
         self._timers.append(
             self._clock.call_later(

@@ -169,11 +169,11 @@ class _Snapshot(_Op):
 
 
 class _Prune(_Op):
-    __slots__ = ("idem_before", "keep_events")
+    __slots__ = ("idem_before", "keep_events", "stateless")
 
-    def __init__(self, keep_events: int, idem_before: float) -> None:
+    def __init__(self, keep_events: int, idem_before: float, stateless: frozenset[str]) -> None:
         super().__init__()
-        self.keep_events, self.idem_before = keep_events, idem_before
+        self.keep_events, self.idem_before, self.stateless = keep_events, idem_before, stateless
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> int:
         # Never drop an event that some actor still needs to rehydrate: only events at or
@@ -183,8 +183,9 @@ class _Prune(_Op):
             "SELECT e.actor, COALESCE(MAX(s.seq), 0) FROM (SELECT DISTINCT actor FROM events) e "
             "LEFT JOIN snapshots s ON s.actor = e.actor GROUP BY e.actor"
         ).fetchall()
-        if covered:
-            bound = min(bound, *(seq for _, seq in covered))
+        needed = [seq for actor, seq in covered if actor not in self.stateless]
+        if needed:
+            bound = min(bound, *needed)
         deleted = cur.execute("DELETE FROM events WHERE seq <= ?", (bound,)).rowcount
         cur.execute("DELETE FROM idem WHERE ts < ?", (self.idem_before,))
         return int(deleted)
@@ -309,9 +310,19 @@ class Journal:
         """Queue a snapshot of `actor` valid at `seq`; the newest two per actor are kept."""
         return self._submit(_Snapshot(actor, seq, state))
 
-    def prune(self, *, keep_events: int, idem_max_age_s: float) -> Future[int]:
-        """Queue removal of old events (never past any actor's newest snapshot) and idem records."""
-        return self._submit(_Prune(keep_events, self._now() - idem_max_age_s))
+    def prune(
+        self,
+        *,
+        keep_events: int,
+        idem_max_age_s: float,
+        stateless: frozenset[str] = frozenset({"gateway"}),
+    ) -> Future[int]:
+        """Queue removal of old events and idempotency records.
+
+        An event goes only if it is older than the newest `keep_events` and covered by the
+        newest snapshot of every actor that rehydrates from the journal (all but `stateless`).
+        """
+        return self._submit(_Prune(keep_events, self._now() - idem_max_age_s, stateless))
 
     def _submit(self, op: _Op) -> Future[Any]:
         if self._failed is not None:

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgpack
@@ -61,6 +61,7 @@ from tek_actors.wire import (
 __all__ = ["Frontend", "FrontendSettings", "GatewayControl"]
 
 _TOO_LARGE_FACTOR = 4
+_LOCKED = Unauthorized("this endpoint needs authentication: send hello with your token first")
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,16 @@ class GatewayControl(Protocol):
 
 @dataclass(slots=True)
 class _Pending:
+    """A routed request. With an idem key, later copies of it wait here for the same answer."""
+
     identity: bytes
     request_id: Any
     actor: str
     deadline: float
     idem: str | None
+    digest: bytes | None = None
+    waiters: list[tuple[bytes, Any]] = field(default_factory=list)
+    expired: bool = False  # its requester was told `timeout`; the actor is still on it
 
 
 class Frontend:
@@ -142,7 +148,7 @@ class Frontend:
         self._pending: dict[Ticket, _Pending] = {}
         self._deadlines: list[tuple[float, int, Ticket]] = []
         self._tiebreak = itertools.count()
-        self._idem_waiters: dict[str, list[tuple[bytes, Any]]] = {}
+        self._idem_running: dict[str, Ticket] = {}
         self._head = journal.head_seq
         self._accepting = True
         self._refuse_retry_ms = 1_000
@@ -325,6 +331,7 @@ class Frontend:
             ticket.cancel()
             self._answer_error(pending, Unavailable("the gateway is stopping", retry_after_ms=1000))
         self._pending.clear()
+        self._idem_running.clear()
         if self._router is not None:
             self._router.close(0)
             self._router = None
@@ -395,14 +402,16 @@ class Frontend:
                 "details": {"size": len(frame), "max": self.settings.max_frame_bytes},
             }))
             return
+        locked = self.settings.token is not None and not client.authed
         try:
             request = self._codec.decode_request(frame)
         except FrameError as exc:
-            self._reply(client, error_reply(exc.request_id, exc.error.to_wire()))
+            # An unauthenticated peer learns nothing, not even what was wrong with its frame.
+            error = _LOCKED if locked else exc.error
+            self._reply(client, error_reply(exc.request_id, error.to_wire()))
             return
-        if self.settings.token is not None and not client.authed and request.type != "hello":
-            self._reply_error(client, request.id, Unauthorized(
-                "this endpoint needs authentication: send hello with your token first"))
+        if locked and request.type != "hello":
+            self._reply_error(client, request.id, _LOCKED)
             return
         local = self._LOCAL.get(request.type)
         try:
@@ -436,9 +445,15 @@ class Frontend:
                     )
                 self._reply(client, ok_reply(request.id, msgpack.unpackb(record.reply, raw=False)))
                 return
-            waiters = self._idem_waiters.get(request.idem)
-            if waiters is not None:  # the first copy is still running: answer both with it
-                waiters.append((client.identity, request.id))
+            running = self._idem_running.get(request.idem)
+            if running is not None:  # the first copy is still running: this one gets its answer
+                first = self._pending[running]
+                if first.digest != digest:
+                    raise InvalidRequest(
+                        "this idem key is in use by a different request that is still running",
+                        details={"field": "idem", "first_type": running.type},
+                    )
+                first.waiters.append((client.identity, request.id))
                 return
         ref = self._directory.lookup(name)
         if ref is None:
@@ -449,10 +464,11 @@ class Frontend:
                         idem=request.idem, idem_digest=digest)
         timeout_s = (request.timeout_ms or self.settings.default_timeout_ms) / 1000
         deadline = time.monotonic() + timeout_s
-        self._pending[ticket] = _Pending(client.identity, request.id, name, deadline, request.idem)
+        self._pending[ticket] = _Pending(client.identity, request.id, name, deadline, request.idem,
+                                         digest)
         heapq.heappush(self._deadlines, (deadline, next(self._tiebreak), ticket))
         if request.idem is not None:
-            self._idem_waiters[request.idem] = []
+            self._idem_running[request.idem] = ticket
         try:
             ref.tell(ticket)
         except pykka.ActorDeadError:
@@ -465,11 +481,13 @@ class Frontend:
                            details={"actor": name})
 
     def _on_reply(self, ticket: Ticket, ok: bool, value: Any) -> None:
-        pending = self._pending.pop(ticket, None)
+        pending = self._forget(ticket)
         if pending is None:
-            self.counters["replies_dropped"] += 1
-            logger.warning("dropping the reply to {} that came after its deadline", ticket.type)
             return
+        if pending.expired:
+            self.counters["replies_dropped"] += 1
+            logger.warning("the reply to {} came after its deadline; only later copies of it "
+                           "(same idem) get it", ticket.type)
         if ok:
             self._answer(pending, ok_reply(pending.request_id, value))
         else:
@@ -479,30 +497,46 @@ class Frontend:
             with self._idle:
                 self._idle.notify_all()
 
-    def _answer(self, pending: _Pending, reply: dict[str, Any]) -> None:
-        client = self._clients.get(pending.identity)
-        if client is not None:
-            self._reply(client, reply)
-        if pending.idem is not None:
-            for identity, request_id in self._idem_waiters.pop(pending.idem, []):
+    def _forget(self, ticket: Ticket) -> _Pending | None:
+        pending = self._pending.pop(ticket, None)
+        if pending is not None and pending.idem is not None:
+            self._idem_running.pop(pending.idem, None)
+        return pending
+
+    def _answer(self, pending: _Pending, reply: dict[str, Any], *, waiters: bool = True) -> None:
+        """The reply to the requester (unless it was already told `timeout`) and its copies."""
+        if not pending.expired:
+            client = self._clients.get(pending.identity)
+            if client is not None:
+                self._reply(client, reply)
+        if waiters:
+            for identity, request_id in pending.waiters:
                 other = self._clients.get(identity)
                 if other is not None:
                     self._reply(other, {**reply, "re": request_id})
 
-    def _answer_error(self, pending: _Pending, error: TekError) -> None:
-        self._answer(pending, error_reply(pending.request_id, error.to_wire()))
+    def _answer_error(self, pending: _Pending, error: TekError, *, waiters: bool = True) -> None:
+        self._answer(pending, error_reply(pending.request_id, error.to_wire()), waiters=waiters)
 
     def _expire(self, now: float) -> None:
         while self._deadlines and self._deadlines[0][0] <= now:
             _, _, ticket = heapq.heappop(self._deadlines)
-            pending = self._pending.pop(ticket, None)
-            if pending is None:
+            pending = self._pending.get(ticket)
+            if pending is None or pending.expired:
                 continue
-            started = not ticket.cancel()
-            message = ("the deadline passed while the request was running; it may still complete"
-                       if started else "the deadline passed before the request started; "
-                                       "it will not run")
-            self._answer_error(pending, RequestTimeout(message, details={"started": started}))
+            if ticket.cancel():
+                self._forget(ticket)
+                self._answer_error(pending, RequestTimeout(
+                    "the deadline passed before the request started; it will not run",
+                    details={"started": False}))
+            else:
+                # Still running: its requester hears `timeout` now; copies sent with the same
+                # idem key keep waiting for the real answer.
+                self._answer_error(pending, RequestTimeout(
+                    "the deadline passed while the request was running; it may still complete "
+                    "(resend it with the same idem key to learn how it ended)",
+                    details={"started": True}), waiters=False)
+                pending.expired = True
         if not self._pending:
             with self._idle:
                 self._idle.notify_all()
@@ -510,7 +544,7 @@ class Frontend:
     def _cancel_where(self, predicate: Callable[[_Pending], bool], why: str) -> None:
         for ticket, pending in list(self._pending.items()):
             if predicate(pending) and ticket.cancel():
-                del self._pending[ticket]
+                self._forget(ticket)
                 self._answer_error(pending, Unavailable(f"{why}; the request did not run",
                                                         retry_after_ms=self._refuse_retry_ms))
         if not self._pending:

@@ -73,6 +73,7 @@ class Tree:
         self.journal = Journal(path, boot_id="t").open()
         self.directory = Directory()
         self.down: list[str] = []
+        self._down_cond = threading.Condition()
         self.restarted: list[tuple[str, int, str]] = []
         self.degraded: list[bool] = []
         self.escalated = threading.Event()
@@ -84,13 +85,25 @@ class Tree:
             specs, clock=self.clock, directory=self.directory, make_context=self._context,
             strategy=strategy, intensity=Intensity(limits.get("tree_max", 1), 60.0),
             backoff=Backoff(1.0, 30.0, 2.0, 0.0),
-            on_child_down=self.down.append,
+            on_child_down=self._on_down,
             on_restarted=lambda n, r, e: self.restarted.append((n, r, e)),
             on_degraded=self.degraded.append,
             on_escalate=lambda reason: self.escalated.set(),
         )
         self.handle = SupervisorHandle(ref)
         assert self.handle.start_all(timeout=5)
+
+    def _on_down(self, name: str) -> None:
+        with self._down_cond:
+            self.down.append(name)
+            self._down_cond.notify_all()
+
+    def wait_down(self, count: int) -> None:
+        """Block until the supervisor has seen `count` crashes in all."""
+        with self._down_cond:
+            assert self._down_cond.wait_for(lambda: len(self.down) >= count, 5)
+        assert self.handle is not None
+        self.handle.sync()  # the handler that reported it has finished (timers are armed)
 
     def _context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
         assert self.handle is not None

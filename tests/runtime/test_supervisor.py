@@ -44,10 +44,12 @@ def test_a_bug_in_a_request_is_a_crash_then_restart_and_rehydration(make_tree: A
 def test_a_crash_on_the_tell_path_and_in_on_start_are_both_caught(make_tree: Any) -> None:
     tree = make_tree()
     tree.ask("counter", "counter.add", {"n": 7})
+    first = tree.directory.lookup("counter")
     assert tree.handle.inject_fault("counter", fail_starts=1)  # crash now, and once at start
+    assert first.actor_stopped.wait(5)
     tree.handle.sync()
     tree.settle(0.5)  # restart 1 fails in on_start
-    tree.handle.sync()
+    tree.wait_down(2)
     status = tree.directory.status()["counter"]
     assert status["restarts"] == 2 and "injected start failure" in status["last_error"]
     tree.settle(1.0)  # second backoff doubles to 1 s

@@ -1,0 +1,68 @@
+"""Crashes through the test-only fault hook, seen from a client: restart, rehydration, status,
+events, and escalation to `degraded` and then a non-zero exit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tek_actors import Gateway, GatewaySettings
+from tek_actors.runtime import FakeClock
+from tests.integration.conftest import Rig
+
+
+def test_a_crashed_actor_restarts_rehydrated_and_is_reported(make_rig: Any) -> None:
+    rig: Rig = make_rig("ipc")
+    client, watcher = rig.client(), rig.client()
+    watcher.hello(topics=["gateway.actor_restarted"])
+    for i in range(5):
+        client.call("probe.append", {"key": f"k{i}", "value": i})
+    before = client.call("probe.get")
+    assert client.call("test.crash", {"actor": "probe"}) == {"crashed": "probe"}
+    event = watcher.next_event(10)
+    assert event is not None and event["event"] == "gateway.actor_restarted"
+    assert event["data"]["actor"] == "probe" and event["data"]["restarts"] == 1
+    assert client.call("probe.get") == before  # the client retried through the restart window
+    probe = client.status()["actors"]["probe"]
+    assert probe["state"] == "running" and probe["restarts"] == 1
+    assert "injected fault" in probe["last_error"]
+
+
+def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) -> None:
+    clock = FakeClock()
+    settings = GatewaySettings(supervision={"child_max_restarts": 1, "tree_max_restarts": 1,
+                                            "backoff_jitter": 0.0})
+    with Gateway.embedded(home, settings=settings, clock=clock, test_hooks=True) as gw:
+        client, watcher = gw.client(), gw.client()
+        try:
+            watcher.hello(topics=["gateway.actor_restarted"])
+            client.call("test.crash", {"actor": "probe"})
+            _wait_for(client, lambda s: s["actors"]["probe"]["restarts"] == 1)
+            clock.advance(0.5)  # restart 1 after its 0.5 s backoff
+            assert watcher.next_event(10)["data"]["restarts"] == 1
+            client.call("test.crash", {"actor": "probe"})  # restart 2 > 1: the tree restarts
+            status = _wait_for(client, lambda s: s["state"] == "degraded")
+            assert status["actors"]["probe"]["restarts"] == 2
+            assert status["actors"]["retention"]["state"] == "restarting"
+            clock.advance(1.0)  # the tree's own backoff
+            assert watcher.next_event(10)["data"]["actor"] == "probe"
+            assert client.call("probe.get")["order"] == []  # serving again, still degraded
+            assert client.status()["state"] == "degraded"
+            client.call("test.crash", {"actor": "probe"})
+            _wait_for(client, lambda s: s["actors"]["probe"]["restarts"] == 3)
+            clock.advance(0.5)
+            assert watcher.next_event(10)["data"]["restarts"] == 3
+            client.call("test.crash", {"actor": "probe"})  # a second tree restart in 60 s: exit
+            assert gw.wait(20) == 1
+        finally:
+            client.close()
+            watcher.close()
+    assert gw.exit_code == 1
+
+
+def _wait_for(client: Any, predicate: Any) -> dict[str, Any]:
+    """The supervisor records a crash on its own thread: look until it shows (bounded)."""
+    for _ in range(500):
+        status = client.status()
+        if predicate(status):
+            return status  # type: ignore[no-any-return]
+    raise AssertionError(f"never happened; last status: {status}")
