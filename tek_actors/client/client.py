@@ -60,8 +60,8 @@ def is_state_changing(type_name: str) -> bool:
 
 
 class _Call:
-    __slots__ = ("deadline", "durable", "future", "idem", "internal", "payload", "retry_at",
-                 "sent", "type")
+    __slots__ = ("attempts", "deadline", "durable", "future", "idem", "internal", "payload",
+                 "retry_at", "sent", "type")
 
     def __init__(self, type_name: str, payload: dict[str, Any], idem: str | None,
                  deadline: float | None, *, durable: bool, internal: bool = False) -> None:
@@ -74,6 +74,7 @@ class _Call:
         self.future: Future[Any] = Future()
         self.retry_at = 0.0
         self.sent = False
+        self.attempts = 0
 
     @property
     def retryable(self) -> bool:
@@ -120,6 +121,7 @@ class Client:
         self._silence_s = silence_s
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._outbox = Outbox(outbox) if outbox is not None else None
+        self._settled = threading.Condition()
         self._commands: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self._events: queue.Queue[dict[str, Any]] = queue.Queue(event_queue_bound)
         self._ids = itertools.count(1)
@@ -189,9 +191,11 @@ class Client:
     def hello(self, *, since_seq: int | None = None, topics: list[str] | None = None,
               timeout: float | None = None) -> dict[str, Any]:
         """Subscribe to events after `since_seq` (None: live only) on `topics` (None: all)."""
-        self._subscription = {"topics": topics}
-        self._resync_from = since_seq
-        return self.call("hello", self._hello_payload(since_seq), timeout=timeout)  # type: ignore[no-any-return]
+        payload: dict[str, Any] = {"client_id": self.client_id, "since_seq": since_seq,
+                                   "topics": topics}
+        if self._token is not None:
+            payload["token"] = self._token
+        return self.call("hello", payload, timeout=timeout)  # type: ignore[no-any-return]
 
     def next_event(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next event (durable in seq order, once each; ephemeral as they come), or None."""
@@ -216,6 +220,11 @@ class Client:
     @property
     def outbox_pending(self) -> int:
         return len(self._outbox) if self._outbox is not None else 0
+
+    def wait_outbox_empty(self, *, timeout: float) -> bool:
+        """Block until every kept request was answered for good (True) or `timeout` passes."""
+        with self._settled:
+            return self._settled.wait_for(lambda: self.outbox_pending == 0, timeout)
 
     @property
     def boot_id(self) -> str | None:
@@ -327,10 +336,11 @@ class Client:
         calls = [c for c in self._in_flight.values() if not c.internal]
         self._in_flight.clear()
         self._ping_out = False
-        # Always hello: it authenticates (tcp), and even with no topics the gateway then sends
-        # this client heartbeats and gateway.shutdown_imminent.
-        since = self._last_seq if self._last_seq is not None else self._resync_from
-        self._send_internal("hello", self._hello_payload(since))
+        # Always hello (unless the caller's own hello is about to go): it authenticates (tcp),
+        # and even with no topics the gateway then sends heartbeats and shutdown notices.
+        if not any(c.type == "hello" for c in (*calls, *self._waiting)):
+            since = self._last_seq if self._last_seq is not None else self._resync_from
+            self._send_internal("hello", self._hello_payload(since))
         for call in calls:
             call.sent = False
             call.retry_at = 0.0
@@ -358,6 +368,8 @@ class Client:
 
     def _send(self, call: _Call) -> bool:
         assert self._conn is not None
+        if call.type == "hello" and not call.internal:
+            self._subscribe(call)
         request_id = next(self._ids)
         envelope: dict[str, Any] = {"v": 1, "id": request_id, "type": call.type,
                                     "payload": call.payload}
@@ -370,6 +382,16 @@ class Client:
         call.sent = True
         self._in_flight[request_id] = call
         return True
+
+    def _subscribe(self, call: _Call) -> None:
+        """The caller's hello: from its first send on, it is this client's subscription."""
+        if call.attempts == 0:
+            self._subscription = {"topics": call.payload.get("topics")}
+            self._resync_from = call.payload.get("since_seq")
+            self._last_seq = self._resync_from
+        else:  # a resend after a reconnect resumes from what was delivered
+            call.payload = {**call.payload, "since_seq": self._last_seq}
+        call.attempts += 1
 
     def _send_internal(self, type_name: str, payload: dict[str, Any]) -> None:
         call = _Call(type_name, payload, None, time.monotonic() + self._silence_s,
@@ -433,6 +455,8 @@ class Client:
             result = message.get("result")
             if call.type in ("hello", "gateway.ping") and isinstance(result, dict):
                 self._note_boot(str(result.get("boot_id")))
+                if result.get("resync") == "snapshot":
+                    self._last_seq = None  # the sync.snapshot events that follow set it
             self._settle(call, result, None)
             return
         error = error_from_wire(message.get("error"))
@@ -495,6 +519,8 @@ class Client:
     def _settle(self, call: _Call, result: Any, error: TekError | None) -> None:
         if call.durable and call.idem is not None and self._outbox is not None:
             self._outbox.done(call.idem)
+            with self._settled:
+                self._settled.notify_all()
         if call.future.done():
             return
         if error is None:

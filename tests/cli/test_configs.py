@@ -1,0 +1,41 @@
+"""Everything in configs/ is loaded by a test, so it cannot rot."""
+
+from __future__ import annotations
+
+import configparser
+import json
+from pathlib import Path
+
+from loguru import logger
+
+from tek_actors.cli._logging import configure_logging, logging_defaults
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_systemd_unit_runs_the_gateway_and_restarts_it_on_failure() -> None:
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((CONFIGS / "tek-gateway.service").read_text())
+    service = unit["Service"]
+    assert service["ExecStart"].endswith("tek gateway run --log-file")
+    assert service["Restart"] == "on-failure"
+    assert service["KillSignal"] == "SIGTERM"
+    assert int(service["TimeoutStopSec"]) > 30  # longer than the default restart grace
+    assert unit["Install"]["WantedBy"] == "default.target"
+
+
+def test_the_logging_defaults_are_the_ones_the_cli_uses(tmp_path: Path) -> None:
+    shipped = json.loads((CONFIGS / "logging.json").read_text())
+    assert shipped == logging_defaults()
+    log_file = tmp_path / "gateway.log"
+    configure_logging("INFO", log_file=log_file)
+    try:
+        logger.bind(actor="probe").info("hello from a test")
+        logger.debug("not at INFO")
+    finally:
+        logger.remove()
+        logger.disable("tek_actors")
+    text = log_file.read_text()
+    assert "hello from a test" in text and "probe" in text and "not at INFO" not in text
+    assert (log_file.stat().st_mode & 0o777) == 0o600
