@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import zmq
-from tests.conformance.conformance_client import GatewayProcess, RawClient, running_gateway
 
+from tests.conformance.conformance_client import GatewayProcess, RawClient, running_gateway
 
 # -- fixtures ----------------------------------------------------------------------------------
 

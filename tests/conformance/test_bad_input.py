@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import msgpack
+
 from tests.conformance.conformance_client import (
     DEFAULT_REPLY_TIMEOUT_S,
     GatewayProcess,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
 from tests.conformance.conformance_client import GatewayProcess, RawClient, assert_error, assert_ok
 
 

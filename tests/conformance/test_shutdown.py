@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.conformance.conformance_client import EXIT_TIMEOUT_S, GatewayProcess, RawClient, assert_ok
+from tests.conformance.conformance_client import (
+    EXIT_TIMEOUT_S,
+    GatewayProcess,
+    RawClient,
+    assert_ok,
+)
 
 
 def test_shutdown_exits_cleanly(own_gateway: GatewayProcess,

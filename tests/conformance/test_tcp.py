@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.conformance.conformance_client import TOKEN, GatewayProcess, RawClient, assert_error, assert_ok
+from tests.conformance.conformance_client import (
+    TOKEN,
+    GatewayProcess,
+    RawClient,
+    assert_error,
+    assert_ok,
+)
 
 
 def test_tcp_binds_loopback(tcp_gateway: GatewayProcess) -> None:

@@ -155,3 +155,26 @@ def test_the_outbox_keeps_requests_while_the_gateway_is_down(home: Any) -> None:
         finally:
             again.close()
         assert gateway.terminate() == 0
+
+
+def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(
+        make_rig: Any) -> None:
+    rig: Rig = make_rig("ipc")
+    busy, client, watcher = rig.client(), rig.client(), rig.client()
+    watcher.hello(topics=["gateway.started", "probe.appended"])
+    slow = busy.submit("probe.append", {"key": "slow", "work_ms": 1500})  # in flight at restart
+    control = rig.client()
+    boot_before = control.ping()["boot_id"]
+    control.call("gateway.restart", {"grace_ms": 5000})
+    for _ in range(2000):  # until the client saw gateway.shutdown_imminent (bounded)
+        if client._held_boot is not None:
+            break
+        client.ping()  # a read still goes through while changes are held
+    assert client._held_boot is not None
+    late = client.submit("probe.append", {"key": "late"})
+    assert slow.result(10)["key"] == "slow"  # in-flight work finished within the grace
+    assert late.result(30)["key"] == "late"
+    assert client.boot_id != boot_before and client._held_boot is None
+    order = [(e["event"], e["data"].get("key")) for e in watcher.events(timeout=2)]
+    assert order.index(("probe.appended", "slow")) < order.index(("gateway.started", None)) \
+        < order.index(("probe.appended", "late"))  # sent only after the new boot
