@@ -360,9 +360,7 @@ class Client:
         keep = []
         for call in self._waiting:
             held = self._held_boot is not None and is_state_changing(call.type)
-            if held or call.retry_at > now:
-                keep.append(call)
-            elif not self._send(call):
+            if held or call.retry_at > now or not self._send(call):
                 keep.append(call)
         self._waiting = keep
 

@@ -24,7 +24,7 @@ import pykka
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from tek_actors.errors import Internal, InvalidRequest, JournalError, TekError, UnknownType
+from tek_actors.errors import Internal, JournalError, TekError, UnknownType
 from tek_actors.runtime.clock import Clock
 from tek_actors.runtime.messages import (
     Fault,

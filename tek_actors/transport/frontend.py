@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import hmac
 import itertools
 import queue
 import socket
@@ -31,7 +30,6 @@ import msgpack
 import pykka
 import zmq
 from loguru import logger
-from pydantic import ValidationError
 
 from tek_actors.errors import (
     InvalidRequest,
@@ -44,17 +42,13 @@ from tek_actors.errors import (
 )
 from tek_actors.runtime import Directory, Ticket
 from tek_actors.store import EventRecord, Journal
-from tek_actors.transport._clients import ClientSession, compile_topics, topic_prefixes
+from tek_actors.transport._clients import ClientSession
+from tek_actors.transport._local import LocalRequests
 from tek_actors.wire import (
     Codec,
     FrameError,
-    GracePayload,
-    HelloPayload,
     Request,
-    durable_event,
-    ephemeral_event,
     error_reply,
-    invalid_request_from,
     ok_reply,
 )
 
@@ -105,7 +99,7 @@ class _Pending:
     expired: bool = False  # its requester was told `timeout`; the actor is still on it
 
 
-class Frontend:
+class Frontend(LocalRequests):
     """Binds `settings.endpoint` and serves it until `stop()`.
 
     It creates (and terms) its own zmq context unless one is given; `context` is what an
@@ -269,6 +263,18 @@ class Frontend:
                 self._idle.wait(left)
         return True
 
+    def _client_queue_bound(self) -> int:
+        return self.settings.client_queue_bound
+
+    def _replay_chunk(self) -> int:
+        return self.settings.replay_chunk
+
+    def _heartbeat_s(self) -> float:
+        return self.settings.heartbeat_s
+
+    def _token(self) -> str | None:
+        return self.settings.token
+
     @property
     def clients(self) -> int:
         return len(self._clients)
@@ -413,7 +419,7 @@ class Frontend:
         if locked and request.type != "hello":
             self._reply_error(client, request.id, _LOCKED)
             return
-        local = self._LOCAL.get(request.type)
+        local = self.LOCAL.get(request.type)
         try:
             if local is not None:
                 local(self, client, request)
@@ -553,249 +559,3 @@ class Frontend:
 
     def _on_actor_down(self, name: str) -> None:
         self._cancel_where(lambda p: p.actor == name, f"{name} is restarting")
-
-    # -- requests the frontend answers itself ------------------------------------------------
-
-    def _hello(self, client: ClientSession, request: Request) -> None:
-        try:
-            hello = HelloPayload.model_validate(request.payload)
-        except ValidationError as exc:
-            raise invalid_request_from(exc, prefix="payload.") from exc
-        if self.settings.token is not None:
-            given = (hello.token or "").encode()
-            if not hmac.compare_digest(given, self.settings.token.encode()):
-                raise Unauthorized("the token in hello is missing or wrong")
-            client.authed = True
-        previous = self._by_client_id.get(hello.client_id)
-        if previous is not None and previous != client.identity:
-            self._drop_client(previous)  # the same client, reconnected: it resumes here
-        self._by_client_id[hello.client_id] = client.identity
-        client.client_id = hello.client_id
-        client.topics = compile_topics(hello.topics)
-        client.domains = topic_prefixes(hello.topics)
-        client.floors = {}
-        client.clear_events()
-        self._catching_up.discard(client.identity)
-        head = self._head
-        since = hello.since_seq
-        if since is None:
-            resync, client.cursor, client.mode = "none", head, "live"
-        elif since > head or since < self._journal.first_seq() - 1:
-            resync = "snapshot"
-        elif since == head:
-            resync, client.cursor, client.mode = "none", head, "live"
-        else:
-            resync, client.cursor, client.mode = "replay", since, "catchup"
-        client.sent_cursor = client.cursor
-        self._reply(client, ok_reply(request.id, {
-            "protocol": 1,
-            "gateway_version": self._version,
-            "boot_id": self.boot_id,
-            "head_seq": head,
-            "resync": resync,
-        }))
-        if resync == "snapshot":
-            self._send_snapshots(client)
-        elif resync == "replay":
-            self._catching_up.add(client.identity)
-
-    def _send_snapshots(self, client: ClientSession) -> None:
-        states = self._control.sync_states(client.wants_domain)
-        for domain, actor, seq, state in states:
-            client.floors[actor] = seq
-            frame = self._codec.encode(durable_event(
-                "sync.snapshot", seq, self.boot_id, time.time(),
-                {"domain": domain, "actor": actor, "state": state}))
-            client.queue(frame)
-        seqs = [seq for _, _, seq, _ in states]
-        client.cursor = min([self._head, *seqs])
-        client.sent_cursor = client.cursor
-        client.mode = "catchup"
-        self._catching_up.add(client.identity)
-        self._flush(client)
-
-    def _bye(self, client: ClientSession, request: Request) -> None:
-        """The client is closing: answer, then forget its session."""
-        self._reply(client, ok_reply(request.id, {}))
-        self._drop_client(client.identity)
-
-    def _ping(self, client: ClientSession, request: Request) -> None:
-        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id,
-                                                  "head_seq": self._head}))
-
-    def _status(self, client: ClientSession, request: Request) -> None:
-        status = self._control.status()
-        status["clients"] = len(self._clients)
-        status["head_seq"] = self._head
-        self._reply(client, ok_reply(request.id, status))
-
-    def _restart(self, client: ClientSession, request: Request, *, shutdown: bool) -> None:
-        try:
-            grace = GracePayload.model_validate(request.payload)
-        except ValidationError as exc:
-            raise invalid_request_from(exc, prefix="payload.") from exc
-        self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
-        reason = f"{request.type} requested by {client.client_id or 'a client'}"
-        self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
-
-    def _test_crash(self, client: ClientSession, request: Request) -> None:
-        actor = request.payload.get("actor")
-        fail_starts = request.payload.get("fail_starts", 0)
-        if not isinstance(actor, str) or not isinstance(fail_starts, int):
-            raise InvalidRequest("test.crash takes {actor: str, fail_starts: int}",
-                                 details={"field": "payload.actor"})
-        done = self._control.inject_fault(actor, fail_starts)
-        if done is None:
-            raise UnknownType("test hooks are off in this gateway", details={"type": request.type})
-        if not done:
-            raise Unavailable(f"no running actor named {actor!r}", retry_after_ms=200)
-        self._reply(client, ok_reply(request.id, {"crashed": actor}))
-
-    _LOCAL: dict[str, Callable[[Frontend, ClientSession, Request], None]] = {
-        "hello": _hello,
-        "bye": _bye,
-        "gateway.ping": _ping,
-        "gateway.status": _status,
-        "gateway.restart": lambda self, c, r: self._restart(c, r, shutdown=False),
-        "gateway.shutdown": lambda self, c, r: self._restart(c, r, shutdown=True),
-        "test.crash": _test_crash,
-    }
-
-    # -- events ------------------------------------------------------------------------------
-
-    def _on_events(self, records: list[EventRecord]) -> None:
-        boot = self.boot_id
-        frames: dict[int, bytes] = {}
-        for client in list(self._clients.values()):
-            if client.mode != "live":
-                continue
-            for record in records:
-                if record.seq <= client.cursor:
-                    continue
-                client.cursor = record.seq
-                if not client.wants(record.type) or not client.passes_floor(record.actor,
-                                                                            record.seq):
-                    continue
-                frame = frames.get(record.seq)
-                if frame is None:
-                    frame = frames[record.seq] = self._event_frame(record, boot)
-                client.queue(frame, seq=record.seq, is_event=True)
-            if client.queued_events > self.settings.client_queue_bound:
-                self._lag(client)
-            else:
-                self._flush(client)
-        self._head = max(self._head, records[-1].seq)
-
-    def _event_frame(self, record: EventRecord, boot: str) -> bytes:
-        return msgpack.packb(
-            durable_event(record.type, record.seq, record.boot or boot, record.ts, record.data),
-            use_bin_type=True,
-        )  # type: ignore[no-any-return]
-
-    def _on_ephemeral(self, name: str, data: dict[str, Any]) -> None:
-        frame = self._codec.encode(ephemeral_event(name, self._head, self.boot_id, time.time(),
-                                                   data))
-        for client in list(self._clients.values()):
-            if client.mode == "live" and client.wants(name):
-                client.queue(frame)
-                self._flush(client)
-            elif name == "gateway.shutdown_imminent" and client.mode != "none":
-                client.queue(frame)
-                self._flush(client)
-
-    def _lag(self, client: ClientSession) -> None:
-        dropped = client.fall_back_to_catchup()
-        self.counters["lagged"] += 1
-        logger.warning("client {} fell behind ({} queued events dropped); it will catch up "
-                       "from the journal at seq {}", client.client_id, dropped, client.cursor)
-        self._catching_up.add(client.identity)
-
-    def _advance_catchups(self) -> None:
-        chunk = self.settings.replay_chunk
-        for identity in list(self._catching_up):
-            client = self._clients.get(identity)
-            if client is None or client.mode != "catchup":
-                self._catching_up.discard(identity)
-                continue
-            if client.queued_events >= chunk:
-                continue  # let it drain first
-            records = self._journal.read_since(client.cursor, limit=chunk)
-            boot = self.boot_id
-            for record in records:
-                client.cursor = record.seq
-                if client.wants(record.type) and client.passes_floor(record.actor, record.seq):
-                    client.queue(self._event_frame(record, boot), seq=record.seq, is_event=True)
-            if len(records) < chunk and client.cursor >= self._head:
-                client.mode = "live"
-                self._catching_up.discard(identity)
-            self._flush(client)
-
-    # -- sending -----------------------------------------------------------------------------
-
-    def _reply(self, client: ClientSession, reply: dict[str, Any]) -> None:
-        try:
-            frame = self._codec.encode(reply)
-        except TekError as err:
-            frame = self._codec.encode(error_reply(reply.get("re"), err.to_wire()))
-        client.queue(frame)
-        self._flush(client)
-
-    def _reply_error(self, client: ClientSession, request_id: Any, error: TekError) -> None:
-        self._reply(client, error_reply(request_id, error.to_wire()))
-
-    def _flush(self, client: ClientSession) -> None:
-        router = self._router
-        if router is None:
-            return
-        out = client.out
-        while out:
-            item = out[0]
-            try:
-                router.send_multipart((client.identity, item.frame), zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                self._backlogged.add(client.identity)
-                return
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EHOSTUNREACH:
-                    self._drop_client(client.identity)  # the peer is gone
-                    return
-                raise
-            out.popleft()
-            if item.is_event:
-                client.queued_events -= 1
-                if item.seq is not None:
-                    client.sent_cursor = item.seq
-        client.last_sent = time.monotonic()
-        self._backlogged.discard(client.identity)
-
-    def _flush_backlog(self) -> None:
-        for identity in list(self._backlogged):
-            client = self._clients.get(identity)
-            if client is None:
-                self._backlogged.discard(identity)
-            else:
-                self._flush(client)
-
-    def _drop_client(self, identity: bytes) -> None:
-        client = self._clients.pop(identity, None)
-        self._backlogged.discard(identity)
-        self._catching_up.discard(identity)
-        if client is not None and client.client_id is not None:
-            if self._by_client_id.get(client.client_id) == identity:
-                del self._by_client_id[client.client_id]
-
-    def _housekeeping(self, now: float) -> None:
-        """Heartbeats to idle subscribers (a send to a dead peer tells us it is gone)."""
-        beat = None
-        for client in list(self._clients.values()):
-            if client.mode == "none":
-                if now - client.last_seen > self.settings.anonymous_idle_s:
-                    self._drop_client(client.identity)
-                continue
-            if now - client.last_sent >= self.settings.heartbeat_s and not client.out:
-                if beat is None:
-                    beat = self._codec.encode(ephemeral_event(
-                        "gateway.heartbeat", self._head, self.boot_id, time.time(),
-                        {"head_seq": self._head}))
-                client.queue(beat)
-                self._flush(client)

@@ -1,0 +1,141 @@
+"""The requests the frontend answers itself: hello (with replay or snapshot resync), bye,
+gateway.ping, gateway.status, gateway.restart, gateway.shutdown, and the test-only test.crash.
+A mixin of Frontend; runs on the frontend thread."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from tek_actors.errors import InvalidRequest, Unauthorized, Unavailable, UnknownType
+from tek_actors.transport._clients import ClientSession, compile_topics, topic_prefixes
+from tek_actors.transport._delivery import Delivery
+from tek_actors.wire import (
+    GracePayload,
+    HelloPayload,
+    Request,
+    durable_event,
+    invalid_request_from,
+    ok_reply,
+)
+
+__all__ = ["LocalRequests"]
+
+
+class LocalRequests(Delivery):
+    """Handlers keyed by type in LOCAL; each answers on the client's session."""
+
+    _control: Any
+    _version: str
+
+    def _token(self) -> str | None:
+        raise NotImplementedError
+
+    def _hello(self, client: ClientSession, request: Request) -> None:
+        try:
+            hello = HelloPayload.model_validate(request.payload)
+        except ValidationError as exc:
+            raise invalid_request_from(exc, prefix="payload.") from exc
+        if self._token() is not None:
+            given = (hello.token or "").encode()
+            if not hmac.compare_digest(given, self._token().encode()):
+                raise Unauthorized("the token in hello is missing or wrong")
+            client.authed = True
+        previous = self._by_client_id.get(hello.client_id)
+        if previous is not None and previous != client.identity:
+            self._drop_client(previous)  # the same client, reconnected: it resumes here
+        self._by_client_id[hello.client_id] = client.identity
+        client.client_id = hello.client_id
+        client.topics = compile_topics(hello.topics)
+        client.domains = topic_prefixes(hello.topics)
+        client.floors = {}
+        client.clear_events()
+        self._catching_up.discard(client.identity)
+        head = self._head
+        since = hello.since_seq
+        if since is None:
+            resync, client.cursor, client.mode = "none", head, "live"
+        elif since > head or since < self._journal.first_seq() - 1:
+            resync = "snapshot"
+        elif since == head:
+            resync, client.cursor, client.mode = "none", head, "live"
+        else:
+            resync, client.cursor, client.mode = "replay", since, "catchup"
+        client.sent_cursor = client.cursor
+        self._reply(client, ok_reply(request.id, {
+            "protocol": 1,
+            "gateway_version": self._version,
+            "boot_id": self.boot_id,
+            "head_seq": head,
+            "resync": resync,
+        }))
+        if resync == "snapshot":
+            self._send_snapshots(client)
+        elif resync == "replay":
+            self._catching_up.add(client.identity)
+
+    def _bye(self, client: ClientSession, request: Request) -> None:
+        """The client is closing: answer, then forget its session."""
+        self._reply(client, ok_reply(request.id, {}))
+        self._drop_client(client.identity)
+
+    def _ping(self, client: ClientSession, request: Request) -> None:
+        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id,
+                                                  "head_seq": self._head}))
+
+    def _status(self, client: ClientSession, request: Request) -> None:
+        status = self._control.status()
+        status["clients"] = len(self._clients)
+        status["head_seq"] = self._head
+        self._reply(client, ok_reply(request.id, status))
+
+    def _restart(self, client: ClientSession, request: Request, *, shutdown: bool) -> None:
+        try:
+            grace = GracePayload.model_validate(request.payload)
+        except ValidationError as exc:
+            raise invalid_request_from(exc, prefix="payload.") from exc
+        self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
+        reason = f"{request.type} requested by {client.client_id or 'a client'}"
+        self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
+
+    def _test_crash(self, client: ClientSession, request: Request) -> None:
+        actor = request.payload.get("actor")
+        fail_starts = request.payload.get("fail_starts", 0)
+        if not isinstance(actor, str) or not isinstance(fail_starts, int):
+            raise InvalidRequest("test.crash takes {actor: str, fail_starts: int}",
+                                 details={"field": "payload.actor"})
+        done = self._control.inject_fault(actor, fail_starts)
+        if done is None:
+            raise UnknownType("test hooks are off in this gateway", details={"type": request.type})
+        if not done:
+            raise Unavailable(f"no running actor named {actor!r}", retry_after_ms=200)
+        self._reply(client, ok_reply(request.id, {"crashed": actor}))
+
+    LOCAL: dict[str, Callable[[Any, ClientSession, Request], None]] = {
+        "hello": _hello,
+        "bye": _bye,
+        "gateway.ping": _ping,
+        "gateway.status": _status,
+        "gateway.restart": lambda self, c, r: self._restart(c, r, shutdown=False),
+        "gateway.shutdown": lambda self, c, r: self._restart(c, r, shutdown=True),
+        "test.crash": _test_crash,
+    }
+
+    def _send_snapshots(self, client: ClientSession) -> None:
+        states = self._control.sync_states(client.wants_domain)
+        for domain, actor, seq, state in states:
+            client.floors[actor] = seq
+            frame = self._codec.encode(durable_event(
+                "sync.snapshot", seq, self.boot_id, time.time(),
+                {"domain": domain, "actor": actor, "state": state}))
+            client.queue(frame)
+        seqs = [seq for _, _, seq, _ in states]
+        client.cursor = min([self._head, *seqs])
+        client.sent_cursor = client.cursor
+        client.mode = "catchup"
+        self._catching_up.add(client.identity)
+        self._flush(client)
