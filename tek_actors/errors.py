@@ -109,7 +109,7 @@ class NotFound(TekError):
 
 
 class Conflict(TekError):
-    """The caller's fault: the request clashes with the current state (decided twice, idem reuse)."""
+    """The caller's fault: the request clashes with the current state (e.g. decided twice)."""
 
     code = "conflict"
 

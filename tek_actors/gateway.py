@@ -48,7 +48,7 @@ from tek_actors.runtime import (
     SyncStateQuery,
 )
 from tek_actors.settings import GatewaySettings, load_settings
-from tek_actors.store import Journal, NewEvent, remove_quietly, write_atomic
+from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly, write_atomic
 from tek_actors.transport import Frontend, FrontendSettings
 
 if TYPE_CHECKING:
@@ -115,18 +115,28 @@ class Gateway:
             "shutdown_timeout_s": sup.shutdown_timeout_s,
         }
         specs = [
-            ChildSpec("retention", RetentionTicker, options={
-                "interval_s": self.settings.prune_interval_s,
-                "keep_events": self.settings.journal_keep_events,
-                "idem_retention_s": self.settings.idem_retention_s,
-            }, **common),
+            ChildSpec(
+                "retention",
+                RetentionTicker,
+                options={
+                    "interval_s": self.settings.prune_interval_s,
+                    "keep_events": self.settings.journal_keep_events,
+                    "idem_retention_s": self.settings.idem_retention_s,
+                },
+                **common,
+            ),
         ]
         if self.test_hooks:
             from tek_actors.testing.probe import ProbeActor
 
-            specs.append(ChildSpec("probe", ProbeActor,
-                                   options={"snapshot_every": self.settings.snapshot_every},
-                                   **common))
+            specs.append(
+                ChildSpec(
+                    "probe",
+                    ProbeActor,
+                    options={"snapshot_every": self.settings.snapshot_every},
+                    **common,
+                )
+            )
         return specs + self._extra_children
 
     def _make_context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
@@ -146,11 +156,14 @@ class Gateway:
         """Start everything; returns once the gateway serves. Raises TekError if it cannot."""
         endpoint = self.settings.endpoint
         if endpoint is None:
-            endpoint = f"inproc://tek-{self.boot_id}" if self._embedded else (
-                self.home.default_endpoint())
+            endpoint = (
+                f"inproc://tek-{self.boot_id}" if self._embedded else (self.home.default_endpoint())
+            )
         if endpoint.startswith("tcp://") and not self.settings.token:
-            raise InvalidValue("a tcp:// endpoint needs a token (--token or TEK_TOKEN, 16+ chars)",
-                               details={"path": "token"})
+            raise InvalidValue(
+                "a tcp:// endpoint needs a token (--token or TEK_TOKEN, 16+ chars)",
+                details={"path": "token"},
+            )
         self.home.ensure()
         self._lock.acquire()
         try:
@@ -165,7 +178,7 @@ class Gateway:
         self._journal = Journal(
             self.home.journal_path,
             boot_id=self.boot_id,
-            on_committed=lambda records: self._frontend and self._frontend.post_events(records),
+            on_committed=self._post_events,
             on_failure=self._journal_failed,
         ).open()
         self._specs = self._child_specs()
@@ -176,9 +189,10 @@ class Gateway:
             directory=self._directory,
             make_context=self._make_context,
             intensity=Intensity(sup.tree_max_restarts, sup.tree_window_s),
-            backoff=Backoff(max(sup.backoff_initial_s, 0.1) * 2, sup.backoff_max_s, 2.0,
-                            sup.backoff_jitter),
-            on_child_down=lambda name: self._frontend and self._frontend.actor_down(name),
+            backoff=Backoff(
+                max(sup.backoff_initial_s, 0.1) * 2, sup.backoff_max_s, 2.0, sup.backoff_jitter
+            ),
+            on_child_down=self._actor_down,
             on_restarted=self._actor_restarted,
             on_degraded=self._set_degraded,
             on_escalate=lambda reason: self._fatal(reason),
@@ -211,32 +225,62 @@ class Gateway:
         self._state = "running"
         logger.info("gateway {} serving {} (boot {})", __version__, self.endpoint, self.boot_id)
 
+    def _post_events(self, records: list[EventRecord]) -> None:
+        if self._frontend is not None:
+            self._frontend.post_events(records)
+
+    def _actor_down(self, name: str) -> None:
+        if self._frontend is not None:
+            self._frontend.actor_down(name)
+
     def _journal_started(self) -> None:
         assert self._journal is not None
-        self._journal.append("gateway", [NewEvent("gateway.started", {
-            "boot_id": self.boot_id, "pid": os.getpid(), "version": __version__,
-        })]).result(30)
+        self._journal.append(
+            "gateway",
+            [
+                NewEvent(
+                    "gateway.started",
+                    {
+                        "boot_id": self.boot_id,
+                        "pid": os.getpid(),
+                        "version": __version__,
+                    },
+                )
+            ],
+        ).result(30)
         if not self._embedded:
-            write_atomic(self.home.connection_file, json.dumps({
-                "endpoint": self.endpoint,
-                "pid": os.getpid(),
-                "boot_id": self.boot_id,
-                "protocol": 1,
-                "started_at": self.started_at,
-                "auth": "token" if self.settings.token else "none",
-            }).encode(), mode=0o600)
+            write_atomic(
+                self.home.connection_file,
+                json.dumps(
+                    {
+                        "endpoint": self.endpoint,
+                        "pid": os.getpid(),
+                        "boot_id": self.boot_id,
+                        "protocol": 1,
+                        "started_at": self.started_at,
+                        "auth": "token" if self.settings.token else "none",
+                    }
+                ).encode(),
+                mode=0o600,
+            )
 
     # -- what the frontend asks of us (GatewayControl) ---------------------------------------
 
     def status(self) -> dict[str, Any]:
         actors = self._directory.status()
         frontend = self._frontend
-        actors["frontend"] = {"state": "running" if frontend and frontend.alive else "stopped",
-                              "restarts": 0, "last_error": None}
+        actors["frontend"] = {
+            "state": "running" if frontend and frontend.alive else "stopped",
+            "restarts": 0,
+            "last_error": None,
+        }
         journal = self._journal
         failed = journal.failed if journal else None
-        actors["journal"] = {"state": "failed" if failed else "running", "restarts": 0,
-                             "last_error": str(failed) if failed else None}
+        actors["journal"] = {
+            "state": "failed" if failed else "running",
+            "restarts": 0,
+            "last_error": str(failed) if failed else None,
+        }
         return {
             "state": self.state,
             "boot_id": self.boot_id,
@@ -267,8 +311,7 @@ class Gateway:
         states: list[tuple[str, str, int, Any]] = []
         if wants_domain("gateway"):
             journal = self._journal
-            states.append(("gateway", "gateway", journal.head_seq if journal else 0,
-                           self.status()))
+            states.append(("gateway", "gateway", journal.head_seq if journal else 0, self.status()))
         for spec in self._specs:
             domain = spec.actor_class.domain
             ref = self._directory.lookup(spec.name)
@@ -279,18 +322,28 @@ class Gateway:
             except (pykka.ActorDeadError, pykka.Timeout):
                 logger.warning("{} gave no state for a sync.snapshot", spec.name)
                 continue
-            if answer is not None:
+            if isinstance(answer, tuple):
                 seq, state = answer
-                states.append((domain, spec.name, seq, state))
+                states.append((domain, spec.name, int(seq), state))
         return states
 
     # -- supervision callbacks ---------------------------------------------------------------
 
     def _actor_restarted(self, name: str, restarts: int, error: str) -> None:
         if self._journal is not None:
-            self._journal.append("gateway", [NewEvent("gateway.actor_restarted", {
-                "actor": name, "restarts": restarts, "error": error,
-            })])
+            self._journal.append(
+                "gateway",
+                [
+                    NewEvent(
+                        "gateway.actor_restarted",
+                        {
+                            "actor": name,
+                            "restarts": restarts,
+                            "error": error,
+                        },
+                    )
+                ],
+            )
 
     def _set_degraded(self, degraded: bool) -> None:
         self._degraded = degraded
@@ -306,8 +359,9 @@ class Gateway:
 
     # -- restart and shutdown ----------------------------------------------------------------
 
-    def _begin_lifecycle(self, grace_ms: int, *, shutdown: bool, reason: str,
-                         exit_code: int) -> None:
+    def _begin_lifecycle(
+        self, grace_ms: int, *, shutdown: bool, reason: str, exit_code: int
+    ) -> None:
         with self._lifecycle_lock:
             busy = self._lifecycle_thread is not None and self._lifecycle_thread.is_alive()
             if busy or self._done.is_set():
@@ -315,8 +369,10 @@ class Gateway:
                     self._pending_fatal = True
                 return
             self._lifecycle_thread = threading.Thread(
-                target=self._lifecycle, args=(grace_ms, shutdown, reason, exit_code),
-                name="tek-lifecycle", daemon=True,
+                target=self._lifecycle,
+                args=(grace_ms, shutdown, reason, exit_code),
+                name="tek-lifecycle",
+                daemon=True,
             )
             self._lifecycle_thread.start()
 
@@ -325,8 +381,10 @@ class Gateway:
         try:
             self._state = "stopping"
             if frontend is not None and not exit_code:
-                frontend.publish("gateway.shutdown_imminent",
-                                 {"grace_ms": grace_ms, "reason": reason, "restart": not shutdown})
+                frontend.publish(
+                    "gateway.shutdown_imminent",
+                    {"grace_ms": grace_ms, "reason": reason, "restart": not shutdown},
+                )
                 frontend.set_accepting(False, retry_after_ms=min(grace_ms, 5_000) + 500)
                 frontend.wait_idle(timeout=grace_ms / 1000)
                 frontend.cancel_unstarted()
@@ -400,8 +458,7 @@ class Gateway:
 
     def restart(self, *, grace_ms: int = 0, timeout: float = 60.0) -> None:
         """In-process restart from the host; returns once the new tree serves."""
-        self._begin_lifecycle(grace_ms, shutdown=False, reason="restarted by its host",
-                              exit_code=0)
+        self._begin_lifecycle(grace_ms, shutdown=False, reason="restarted by its host", exit_code=0)
         thread = self._lifecycle_thread
         if thread is not None:
             thread.join(timeout)
@@ -415,8 +472,11 @@ class Gateway:
 
         def graceful(signum: int, frame: object) -> None:
             logger.info("signal {}: shutting down gracefully", signal.Signals(signum).name)
-            self.request_restart(self.settings.restart_grace_ms, shutdown=True,
-                                 reason=f"signal {signal.Signals(signum).name}")
+            self.request_restart(
+                self.settings.restart_grace_ms,
+                shutdown=True,
+                reason=f"signal {signal.Signals(signum).name}",
+            )
 
         previous = {sig: signal.signal(sig, graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:

@@ -58,8 +58,9 @@ def load_settings(config_path: Path, **overrides: Any) -> GatewaySettings:
         try:
             data = json.loads(config_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise InvalidValue(f"{config_path} is not readable JSON: {exc}",
-                               details={"path": ""}) from exc
+            raise InvalidValue(
+                f"{config_path} is not readable JSON: {exc}", details={"path": ""}
+            ) from exc
         if isinstance(data, dict) and isinstance(data.get("gateway"), dict):
             section = dict(data["gateway"])
     section.update({k: v for k, v in overrides.items() if v is not None})

@@ -44,10 +44,16 @@ def configure_logging(level: str | None = None, *, log_file: Path | None = None)
     logger.remove()
     logger.configure(extra={"actor": "-"})
     logger.enable("tek_actors")
-    logger.add(sys.stderr, level=level, format=defaults["format"], backtrace=False,
-               diagnose=False)
+    logger.add(sys.stderr, level=level, format=defaults["format"], backtrace=False, diagnose=False)
     if log_file is not None:
-        logger.add(log_file, level=level, format=defaults["format"],
-                   rotation=defaults["rotation"], retention=defaults["retention"],
-                   backtrace=False, diagnose=False, opener=_private)
+        logger.add(
+            log_file,
+            level=level,
+            format=defaults["format"],
+            rotation=defaults["rotation"],
+            retention=defaults["retention"],
+            backtrace=False,
+            diagnose=False,
+            opener=_private,
+        )
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.WARNING, force=True)

@@ -55,25 +55,36 @@ class Output:
         console = self.console
         state = status.get("state", "?")
         colour = {"running": "green", "degraded": "yellow"}.get(state, "red")
-        console.print(f"gateway [bold {colour}]{state}[/]  pid {status.get('pid')}  "
-                      f"boot {status.get('boot_id')}  head_seq {status.get('head_seq')}  "
-                      f"clients {status.get('clients')}")
+        console.print(
+            f"gateway [bold {colour}]{state}[/]  pid {status.get('pid')}  "
+            f"boot {status.get('boot_id')}  head_seq {status.get('head_seq')}  "
+            f"clients {status.get('clients')}"
+        )
         console.print(f"endpoint {status.get('endpoint')}")
         table = Table("actor", "state", "restarts", "last error")
         for name, actor in sorted(status.get("actors", {}).items()):
-            table.add_row(name, str(actor.get("state")), str(actor.get("restarts")),
-                          str(actor.get("last_error") or ""))
+            table.add_row(
+                name,
+                str(actor.get("state")),
+                str(actor.get("restarts")),
+                str(actor.get("last_error") or ""),
+            )
         console.print(table)
 
 
 def fail(out: Output, error: TekError) -> NoReturn:
     code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) else EXIT_ERROR
     if out.json:
-        sys.stdout.write(json.dumps({"error": {"code": error.code, "message": error.message,
-                                               "details": error.details}}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {"error": {"code": error.code, "message": error.message, "details": error.details}}
+            )
+            + "\n"
+        )
     else:
-        Console(stderr=True, highlight=False).print(f"[red]error[/] ({error.code}): "
-                                                    f"{error.message}")
+        Console(stderr=True, highlight=False).print(
+            f"[red]error[/] ({error.code}): {error.message}"
+        )
     sys.exit(code)
 
 

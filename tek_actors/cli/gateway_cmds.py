@@ -29,8 +29,9 @@ def gateway() -> None:
 @click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default from logging.json).")
 @click.option("--log-file", is_flag=True, help="Also log to <state>/gateway.log (rotated).")
 @click.pass_obj
-def run(out: Output, endpoint: str | None, token: str | None, log_level: str | None,
-        log_file: bool) -> None:
+def run(
+    out: Output, endpoint: str | None, token: str | None, log_level: str | None, log_file: bool
+) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT or gateway.shutdown."""
     from tek_actors.cli._logging import configure_logging
     from tek_actors.gateway import Gateway
@@ -54,7 +55,9 @@ def _running_pid(home: TekHome) -> int | None:
 
 
 @gateway.command()
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for it to answer.")
+@click.option(
+    "--timeout", default=30.0, show_default=True, help="Seconds to wait for it to answer."
+)
 @click.option("--endpoint", help="Bind here instead of the home's ipc socket.")
 @click.pass_obj
 def start(out: Output, timeout: float, endpoint: str | None) -> None:
@@ -65,15 +68,25 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
         out.done({"started": False, "pid": pid}, f"a gateway is already running (pid {pid})")
         return
     home.ensure()
-    args = [sys.executable, "-m", "tek_actors", "--home", str(home.config_dir), "gateway", "run",
-            "--log-file"]
-    if endpoint or out.endpoint:
-        args += ["--endpoint", endpoint or out.endpoint]
+    args = [
+        sys.executable,
+        "-m",
+        "tek_actors",
+        "--home",
+        str(home.config_dir),
+        "gateway",
+        "run",
+        "--log-file",
+    ]
+    bind = endpoint or out.endpoint
+    if bind:
+        args += ["--endpoint", bind]
     out_path = home.state_dir / "gateway.out"  # what the daemon prints before its log is set up
     sink_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with open(os.devnull, "rb") as devnull, os.fdopen(sink_fd, "ab") as sink:
-        proc = subprocess.Popen(args, stdin=devnull, stdout=sink, stderr=sink,
-                                start_new_session=True, close_fds=True)
+        proc = subprocess.Popen(
+            args, stdin=devnull, stdout=sink, stderr=sink, start_new_session=True, close_fds=True
+        )
     deadline = time.monotonic() + timeout
     with out.spinner("starting the gateway"):
         while True:
@@ -93,8 +106,10 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
                 proc.terminate()
                 fail(out, TekError(f"the gateway did not answer within {timeout}s"))
             time.sleep(0.05)  # waiting on another process's files: nothing to block on
-    out.done({"started": True, "pid": proc.pid, "endpoint": home.read_connection()},
-             f"gateway started (pid {proc.pid})")
+    out.done(
+        {"started": True, "pid": proc.pid, "endpoint": home.read_connection()},
+        f"gateway started (pid {proc.pid})",
+    )
 
 
 @gateway.command()

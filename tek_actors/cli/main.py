@@ -17,15 +17,20 @@ __all__ = ["cli", "main"]
 
 
 @click.group()
-@click.option("--home", envvar="TEK_HOME", type=click.Path(file_okay=False),
-              help="Folder for config, state and run files (default: platform folders).")
+@click.option(
+    "--home",
+    envvar="TEK_HOME",
+    type=click.Path(file_okay=False),
+    help="Folder for config, state and run files (default: platform folders).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one JSON per line.")
 @click.option("--endpoint", envvar="TEK_ENDPOINT", help="Gateway endpoint (default: from home).")
 @click.option("--token", envvar="TEK_TOKEN", help="Token for tcp:// endpoints.")
 @click.version_option(__version__, prog_name="tek")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, as_json: bool, endpoint: str | None,
-        token: str | None) -> None:
+def cli(
+    ctx: click.Context, home: str | None, as_json: bool, endpoint: str | None, token: str | None
+) -> None:
     """tek: the gateway of a self-hosted AI agent."""
     ctx.obj = Output(TekHome.resolve(home), as_json, endpoint, token)
 
@@ -42,20 +47,31 @@ def ping(out: Output, timeout: float) -> None:
         started = time.perf_counter()
         result = client.ping(timeout=timeout)
         result["rtt_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    out.done(result, f"pong from boot {result['boot_id']}: head_seq {result['head_seq']}, "
-                     f"{result['rtt_ms']} ms")
+    out.done(
+        result,
+        f"pong from boot {result['boot_id']}: head_seq {result['head_seq']}, {result['rtt_ms']} ms",
+    )
 
 
 @cli.command()
-@click.option("--since", type=click.IntRange(min=0), default=None,
-              help="Replay durable events after this seq (default: only new ones).")
+@click.option(
+    "--since",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Replay durable events after this seq (default: only new ones).",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep following live events.")
 @click.option("--topic", "topics", multiple=True, help="Glob on event names; repeatable.")
-@click.option("--idle", default=2.0, show_default=True,
-              help="Without --follow: stop after this many seconds with no event.")
+@click.option(
+    "--idle",
+    default=2.0,
+    show_default=True,
+    help="Without --follow: stop after this many seconds with no event.",
+)
 @click.pass_obj
-def events(out: Output, since: int | None, follow: bool, topics: tuple[str, ...],
-           idle: float) -> None:
+def events(
+    out: Output, since: int | None, follow: bool, topics: tuple[str, ...], idle: float
+) -> None:
     """Print the gateway's events (durable ones in seq order, across gateway restarts)."""
     with gateway_client(out) as client:
         hello = client.hello(since_seq=since, topics=list(topics) or None)

@@ -60,11 +60,29 @@ def is_state_changing(type_name: str) -> bool:
 
 
 class _Call:
-    __slots__ = ("attempts", "deadline", "durable", "future", "idem", "internal", "payload",
-                 "retry_at", "sent", "type")
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "durable",
+        "future",
+        "idem",
+        "internal",
+        "payload",
+        "retry_at",
+        "sent",
+        "type",
+    )
 
-    def __init__(self, type_name: str, payload: dict[str, Any], idem: str | None,
-                 deadline: float | None, *, durable: bool, internal: bool = False) -> None:
+    def __init__(
+        self,
+        type_name: str,
+        payload: dict[str, Any],
+        idem: str | None,
+        deadline: float | None,
+        *,
+        durable: bool,
+        internal: bool = False,
+    ) -> None:
         self.type = type_name
         self.payload = payload
         self.idem = idem
@@ -147,8 +165,14 @@ class Client:
 
     # -- the caller's side -------------------------------------------------------------------
 
-    def submit(self, type_name: str, payload: dict[str, Any] | None = None, *,
-               timeout: float | None = None, idem: str | None = None) -> Future[Any]:
+    def submit(
+        self,
+        type_name: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        idem: str | None = None,
+    ) -> Future[Any]:
         """Send a request; the future holds the result or the TekError.
 
         A state-changing request gets an idem key; with an outbox it is kept on disk first and
@@ -158,8 +182,9 @@ class Client:
         changing = is_state_changing(type_name)
         if changing and idem is None:
             idem = uuid.uuid4().hex
-        self._codec.encode({"v": 1, "id": 0, "type": type_name, "payload": payload,
-                            "idem": idem})  # raises TooLarge / InvalidRequest up front
+        self._codec.encode(
+            {"v": 1, "id": 0, "type": type_name, "payload": payload, "idem": idem}
+        )  # raises TooLarge / InvalidRequest up front
         durable = changing and self._outbox is not None
         if durable:
             assert self._outbox is not None and idem is not None
@@ -170,17 +195,25 @@ class Client:
         self._enqueue(call)
         return call.future
 
-    def call(self, type_name: str, payload: dict[str, Any] | None = None, *,
-             timeout: float | None = None, idem: str | None = None) -> Any:
+    def call(
+        self,
+        type_name: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        idem: str | None = None,
+    ) -> Any:
         """Send a request and wait for its result; raises the TekError the gateway answered."""
         wait = self.timeout if timeout is None else timeout
         future = self.submit(type_name, payload, timeout=wait, idem=idem)
         try:
             return future.result(wait + 1.0)
         except FutureTimeout:
-            raise RequestTimeout(f"{type_name} got no answer within {wait}s"
-                                 + ("; it stays in the outbox" if self._outbox else ""),
-                                 details={"started": None}) from None
+            raise RequestTimeout(
+                f"{type_name} got no answer within {wait}s"
+                + ("; it stays in the outbox" if self._outbox else ""),
+                details={"started": None},
+            ) from None
 
     def ping(self, *, timeout: float | None = None) -> dict[str, Any]:
         return self.call("gateway.ping", timeout=timeout)  # type: ignore[no-any-return]
@@ -188,11 +221,19 @@ class Client:
     def status(self, *, timeout: float | None = None) -> dict[str, Any]:
         return self.call("gateway.status", timeout=timeout)  # type: ignore[no-any-return]
 
-    def hello(self, *, since_seq: int | None = None, topics: list[str] | None = None,
-              timeout: float | None = None) -> dict[str, Any]:
+    def hello(
+        self,
+        *,
+        since_seq: int | None = None,
+        topics: list[str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         """Subscribe to events after `since_seq` (None: live only) on `topics` (None: all)."""
-        payload: dict[str, Any] = {"client_id": self.client_id, "since_seq": since_seq,
-                                   "topics": topics}
+        payload: dict[str, Any] = {
+            "client_id": self.client_id,
+            "since_seq": since_seq,
+            "topics": topics,
+        }
         if self._token is not None:
             payload["token"] = self._token
         return self.call("hello", payload, timeout=timeout)  # type: ignore[no-any-return]
@@ -259,8 +300,11 @@ class Client:
 
     def _hello_payload(self, since_seq: int | None) -> dict[str, Any]:
         topics = self._subscription["topics"] if self._subscription is not None else []
-        payload: dict[str, Any] = {"client_id": self.client_id, "since_seq": since_seq,
-                                   "topics": topics}
+        payload: dict[str, Any] = {
+            "client_id": self.client_id,
+            "since_seq": since_seq,
+            "topics": topics,
+        }
         if self._token is not None:
             payload["token"] = self._token
         return payload
@@ -302,9 +346,13 @@ class Client:
         if self._home is not None:
             self.endpoint = self._endpoint_from_home() or self.endpoint
         try:
-            self._conn = Connection(self.endpoint, identity=f"c-{self.client_id}".encode()[:255],
-                                    context=self._context, heartbeat_s=self._heartbeat_s,
-                                    max_frame_bytes=self._codec.max_frame_bytes)
+            self._conn = Connection(
+                self.endpoint,
+                identity=f"c-{self.client_id}".encode()[:255],
+                context=self._context,
+                heartbeat_s=self._heartbeat_s,
+                max_frame_bytes=self._codec.max_frame_bytes,
+            )
         except ConnectionLost as exc:
             logger.debug("connect failed: {}", exc)
             self._schedule_reconnect()
@@ -369,8 +417,12 @@ class Client:
         if call.type == "hello" and not call.internal:
             self._subscribe(call)
         request_id = next(self._ids)
-        envelope: dict[str, Any] = {"v": 1, "id": request_id, "type": call.type,
-                                    "payload": call.payload}
+        envelope: dict[str, Any] = {
+            "v": 1,
+            "id": request_id,
+            "type": call.type,
+            "payload": call.payload,
+        }
         if call.idem is not None:
             envelope["idem"] = call.idem
         if call.deadline is not None:
@@ -392,8 +444,14 @@ class Client:
         call.attempts += 1
 
     def _send_internal(self, type_name: str, payload: dict[str, Any]) -> None:
-        call = _Call(type_name, payload, None, time.monotonic() + self._silence_s,
-                     durable=False, internal=True)
+        call = _Call(
+            type_name,
+            payload,
+            None,
+            time.monotonic() + self._silence_s,
+            durable=False,
+            internal=True,
+        )
         if type_name == "gateway.ping":
             self._ping_out = True
         if not self._send(call):
@@ -458,12 +516,12 @@ class Client:
             self._settle(call, result, None)
             return
         error = error_from_wire(message.get("error"))
-        if error.code in _RETRYABLE and call.retryable and not self._closing.is_set():
-            if call.deadline is None or time.monotonic() < call.deadline:
-                call.sent = False
-                call.retry_at = time.monotonic() + (error.retry_after_ms or 200) / 1000
-                self._waiting.append(call)
-                return
+        in_time = call.deadline is None or time.monotonic() < call.deadline
+        if error.code in _RETRYABLE and call.retryable and not self._closing.is_set() and in_time:
+            call.sent = False
+            call.retry_at = time.monotonic() + (error.retry_after_ms or 200) / 1000
+            self._waiting.append(call)
+            return
         self._settle(call, None, error)
 
     def _on_internal_reply(self, call: _Call, message: dict[str, Any]) -> None:
@@ -504,8 +562,10 @@ class Client:
             if self._last_seq is not None and seq <= self._last_seq:
                 return  # already delivered (a resend or an overlap after resync)
             if self._events.full():
-                self._drop_connection("the caller is not reading events; resyncing from the "
-                                      "journal when there is room")
+                self._drop_connection(
+                    "the caller is not reading events; resyncing from the "
+                    "journal when there is room"
+                )
                 return
             self._last_seq = seq
         elif name == "sync.snapshot" and isinstance(seq, int):
@@ -534,8 +594,7 @@ class Client:
         if self._conn is not None:
             # Tell the gateway to forget this session now (best effort, no wait for the answer).
             try:
-                self._conn.send(self._codec.encode({"v": 1, "id": next(self._ids),
-                                                    "type": "bye"}))
+                self._conn.send(self._codec.encode({"v": 1, "id": next(self._ids), "type": "bye"}))
                 linger = 100
             except ConnectionLost:
                 linger = 0  # the gateway (or its context, when embedded) is gone already

@@ -11,7 +11,7 @@ __all__ = ["Backoff", "Intensity", "RestartWindow"]
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Delay before restart number `attempt` (0-based): initial * factor**attempt, capped, jittered."""
+    """Delay before restart `attempt` (0-based): initial * factor**attempt, capped, jittered."""
 
     initial_s: float = 0.5
     max_s: float = 30.0

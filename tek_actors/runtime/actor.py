@@ -58,7 +58,7 @@ class ActorContext:
 
 @dataclass(frozen=True, slots=True)
 class _Command:
-    type: str
+    type_name: str
     payload_model: type[BaseModel]
     method: str
 
@@ -75,7 +75,7 @@ def command(
     return mark
 
 
-class Actor(pykka.ThreadingActor):  # type: ignore[misc]
+class Actor(pykka.ThreadingActor):
     """A pykka actor that never runs on with broken state.
 
     Subclasses set `domain`, define `@command` methods, and may override `on_message` for
@@ -233,7 +233,7 @@ class PersistentActor(Actor, Generic[S]):
         self.state: S = self.initial_state()
         self.seq = 0
         self._since_snapshot = 0
-        self.snapshot_every = int(ctx.options.get("snapshot_every", type(self).snapshot_every))
+        self.snapshot_interval = int(ctx.options.get("snapshot_every", type(self).snapshot_every))
 
     def initial_state(self) -> S:
         return self.state_model()  # type: ignore[return-value]
@@ -275,7 +275,7 @@ class PersistentActor(Actor, Generic[S]):
                 self.seq = records[-1].seq
         self.state = new_state
         self._since_snapshot += len(events)
-        if self._since_snapshot >= self.snapshot_every:
+        if self._since_snapshot >= self.snapshot_interval:
             self.snapshot()
         return value
 
@@ -299,8 +299,12 @@ class PersistentActor(Actor, Generic[S]):
                 self.seq = seq
                 break
             except Exception as exc:
-                self.log.warning("snapshot {} of {} does not load ({!r}); trying an older one",
-                                 seq, self.name, exc)
+                self.log.warning(
+                    "snapshot {} of {} does not load ({!r}); trying an older one",
+                    seq,
+                    self.name,
+                    exc,
+                )
         else:
             self.state, self.seq = self.initial_state(), 0
         replayed = 0
@@ -313,7 +317,9 @@ class PersistentActor(Actor, Generic[S]):
                 self.seq = record.seq
             replayed += len(batch)
         self._since_snapshot = replayed
-        self.log.debug("{} rehydrated at seq {} ({} events replayed)", self.name, self.seq, replayed)
+        self.log.debug(
+            "{} rehydrated at seq {} ({} events replayed)", self.name, self.seq, replayed
+        )
 
     def on_begin(self) -> None:
         self.rehydrate()
@@ -336,4 +342,3 @@ class PersistentActor(Actor, Generic[S]):
 
     def status(self) -> dict[str, Any]:
         return {"seq": self.seq}
-

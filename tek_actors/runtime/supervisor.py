@@ -145,7 +145,7 @@ class _Child:
         self.fail_starts = 0
 
 
-class Supervisor(pykka.ThreadingActor):  # type: ignore[misc]
+class Supervisor(pykka.ThreadingActor):
     """Supervises `specs`, in order. Talk to it through the methods of `SupervisorHandle`."""
 
     def __init__(
@@ -406,7 +406,9 @@ class SupervisorHandle:
         """Return once every message sent to the supervisor before this call was handled."""
         self.ref.ask("sync", timeout=timeout)
 
-    def child_exited(self, name: str, incarnation: int, error: BaseException | None, tb: str) -> None:
+    def child_exited(
+        self, name: str, incarnation: int, error: BaseException | None, tb: str
+    ) -> None:
         _tell_quietly(self.ref, ChildExited(name, incarnation, error, tb))
 
     def stop(self, *, timeout: float) -> None:

@@ -133,8 +133,15 @@ class _Append(_Op):
             record = EventRecord(journal._next_seq, ts, boot, self.actor, event.type, event.data)
             self.records.append(record)
             rows.append(
-                (record.seq, ts, boot, self.actor, event.type, _pack(event.data),
-                 self.idem.key if self.idem else None)
+                (
+                    record.seq,
+                    ts,
+                    boot,
+                    self.actor,
+                    event.type,
+                    _pack(event.data),
+                    self.idem.key if self.idem else None,
+                )
             )
         cur.executemany(
             "INSERT INTO events (seq, ts, boot, actor, type, data, idem) VALUES (?,?,?,?,?,?,?)",
@@ -143,8 +150,14 @@ class _Append(_Op):
         if self.idem is not None:
             cur.execute(
                 "INSERT INTO idem (key, type, digest, reply, seq, ts) VALUES (?,?,?,?,?,?)",
-                (self.idem.key, self.idem.type, self.idem.digest, self.idem.reply,
-                 self.records[-1].seq if self.records else None, ts),
+                (
+                    self.idem.key,
+                    self.idem.type,
+                    self.idem.digest,
+                    self.idem.reply,
+                    self.records[-1].seq if self.records else None,
+                    ts,
+                ),
             )
         return self.records
 
@@ -465,4 +478,3 @@ class Journal:
         if row is None:
             return None
         return IdemRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
-

@@ -11,8 +11,11 @@ import pytest
 
 
 def _ours(thread: threading.Thread) -> bool:
-    return thread.is_alive() and (thread.name.startswith("tek-") or "Actor" in thread.name
-                                  or thread.name.startswith(("Supervisor", "Ticker")))
+    return thread.is_alive() and (
+        thread.name.startswith("tek-")
+        or "Actor" in thread.name
+        or thread.name.startswith(("Supervisor", "Ticker"))
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -23,15 +26,17 @@ def _no_leftovers() -> Iterator[None]:
     left = [t for t in threading.enumerate() if t.ident not in before_threads and _ours(t)]
     for thread in left:
         thread.join(5.0)  # a stopping thread may need a moment to unwind; it must finish
-    left = [t.name for t in left if t.is_alive()]
+    names = [t.name for t in left if t.is_alive()]
     actors = [str(ref) for ref in pykka.ActorRegistry.get_all()]
-    children = [p for p in psutil.Process().children(recursive=True)
-                if p.pid not in before_children and p.is_running()
-                and p.status() != psutil.STATUS_ZOMBIE]
+    children = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before_children and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ]
     if actors:
         pykka.ActorRegistry.stop_all()  # tests only: so one leak does not cascade
     for child in children:
         child.kill()
-    assert not left, f"threads left running: {left}"
+    assert not names, f"threads left running: {names}"
     assert not actors, f"actors left running: {actors}"
     assert not children, f"child processes left running: {[c.pid for c in children]}"

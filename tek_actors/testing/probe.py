@@ -44,8 +44,9 @@ class ProbeActor(PersistentActor[ProbeState]):
     def apply(self, state: ProbeState, event: NewEvent) -> ProbeState:
         if event.type == "probe.appended":
             key = event.data["key"]
-            return ProbeState(items={**state.items, key: event.data["value"]},
-                              order=[*state.order, key])
+            return ProbeState(
+                items={**state.items, key: event.data["value"]}, order=[*state.order, key]
+            )
         if event.type == "probe.removed":
             key = event.data["key"]
             items = dict(state.items)

@@ -34,8 +34,14 @@ class GatewayProcess:
     `gateway` settings can be given as a dict; they are written to the home's config.json.
     """
 
-    def __init__(self, home: str | os.PathLike[str], *, endpoint: str | None = None,
-                 token: str | None = None, settings: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        home: str | os.PathLike[str],
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
         self.home = TekHome.resolve(home)
         self.endpoint = endpoint
         self.token = token
@@ -48,8 +54,17 @@ class GatewayProcess:
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
         """Start it and return once it answers a ping from this very process."""
         self.home.ensure()
-        args = [sys.executable, "-m", "tek_actors", "--home", str(self.home.config_dir),
-                "gateway", "run", "--log-level", "DEBUG"]
+        args = [
+            sys.executable,
+            "-m",
+            "tek_actors",
+            "--home",
+            str(self.home.config_dir),
+            "gateway",
+            "run",
+            "--log-level",
+            "DEBUG",
+        ]
         if self.endpoint:
             args += ["--endpoint", self.endpoint]
         env = dict(os.environ, TEK_TEST_HOOKS="1")
@@ -62,8 +77,9 @@ class GatewayProcess:
                 status = client.call("gateway.status", timeout=timeout)
             except TekError as exc:
                 self.kill9()
-                raise Unavailable(f"the gateway process did not come up: {exc}\n"
-                                  f"{self.log_tail()}") from exc
+                raise Unavailable(
+                    f"the gateway process did not come up: {exc}\n{self.log_tail()}"
+                ) from exc
         if status["pid"] != self.proc.pid:
             raise Unavailable(f"another gateway answered (pid {status['pid']})")
         return self

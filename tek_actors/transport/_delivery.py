@@ -42,6 +42,9 @@ class Delivery:
     def _heartbeat_s(self) -> float:
         raise NotImplementedError
 
+    def _anonymous_idle_s(self) -> float:
+        raise NotImplementedError
+
     # -- events ------------------------------------------------------------------------------
 
     def _on_events(self, records: list[EventRecord]) -> None:
@@ -54,8 +57,9 @@ class Delivery:
                 if record.seq <= client.cursor:
                     continue
                 client.cursor = record.seq
-                if not client.wants(record.type) or not client.passes_floor(record.actor,
-                                                                            record.seq):
+                if not client.wants(record.type) or not client.passes_floor(
+                    record.actor, record.seq
+                ):
                     continue
                 frame = frames.get(record.seq)
                 if frame is None:
@@ -68,24 +72,33 @@ class Delivery:
         self._head = max(self._head, records[-1].seq)
 
     def _event_frame(self, record: EventRecord, boot: str) -> bytes:
-        return msgpack.packb(
+        frame: bytes = msgpack.packb(
             durable_event(record.type, record.seq, record.boot or boot, record.ts, record.data),
             use_bin_type=True,
-        )  # type: ignore[no-any-return]
+        )
+        return frame
 
     def _on_ephemeral(self, name: str, data: dict[str, Any]) -> None:
-        frame = self._codec.encode(ephemeral_event(name, self._head, self.boot_id, time.time(),
-                                                   data))
+        frame = self._codec.encode(
+            ephemeral_event(name, self._head, self.boot_id, time.time(), data)
+        )
         for client in list(self._clients.values()):
-            if (client.mode == "live" and client.wants(name)) or (name == "gateway.shutdown_imminent" and client.mode != "none"):
+            if (client.mode == "live" and client.wants(name)) or (
+                name == "gateway.shutdown_imminent" and client.mode != "none"
+            ):
                 client.queue(frame)
                 self._flush(client)
 
     def _lag(self, client: ClientSession) -> None:
         dropped = client.fall_back_to_catchup()
         self.counters["lagged"] += 1
-        logger.warning("client {} fell behind ({} queued events dropped); it will catch up "
-                       "from the journal at seq {}", client.client_id, dropped, client.cursor)
+        logger.warning(
+            "client {} fell behind ({} queued events dropped); it will catch up "
+            "from the journal at seq {}",
+            client.client_id,
+            dropped,
+            client.cursor,
+        )
         self._catching_up.add(client.identity)
 
     def _advance_catchups(self) -> None:
@@ -158,22 +171,28 @@ class Delivery:
         client = self._clients.pop(identity, None)
         self._backlogged.discard(identity)
         self._catching_up.discard(identity)
-        if client is not None and client.client_id is not None:
-            if self._by_client_id.get(client.client_id) == identity:
-                del self._by_client_id[client.client_id]
+        owner = self._by_client_id.get(client.client_id) if client and client.client_id else None
+        if client is not None and client.client_id is not None and owner == identity:
+            del self._by_client_id[client.client_id]
 
     def _housekeeping(self, now: float) -> None:
         """Heartbeats to idle subscribers (a send to a dead peer tells us it is gone)."""
         beat = None
         for client in list(self._clients.values()):
             if client.mode == "none":
-                if now - client.last_seen > self.settings.anonymous_idle_s:
+                if now - client.last_seen > self._anonymous_idle_s():
                     self._drop_client(client.identity)
                 continue
             if now - client.last_sent >= self._heartbeat_s() and not client.out:
                 if beat is None:
-                    beat = self._codec.encode(ephemeral_event(
-                        "gateway.heartbeat", self._head, self.boot_id, time.time(),
-                        {"head_seq": self._head}))
+                    beat = self._codec.encode(
+                        ephemeral_event(
+                            "gateway.heartbeat",
+                            self._head,
+                            self.boot_id,
+                            time.time(),
+                            {"head_seq": self._head},
+                        )
+                    )
                 client.queue(beat)
                 self._flush(client)

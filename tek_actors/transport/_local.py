@@ -7,7 +7,7 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -41,8 +41,9 @@ class LocalRequests(Delivery):
         except ValidationError as exc:
             raise invalid_request_from(exc, prefix="payload.") from exc
         if self._token() is not None:
+            expected = self._token()
             given = (hello.token or "").encode()
-            if not hmac.compare_digest(given, self._token().encode()):
+            if expected is None or not hmac.compare_digest(given, expected.encode()):
                 raise Unauthorized("the token in hello is missing or wrong")
             client.authed = True
         previous = self._by_client_id.get(hello.client_id)
@@ -66,13 +67,19 @@ class LocalRequests(Delivery):
         else:
             resync, client.cursor, client.mode = "replay", since, "catchup"
         client.sent_cursor = client.cursor
-        self._reply(client, ok_reply(request.id, {
-            "protocol": 1,
-            "gateway_version": self._version,
-            "boot_id": self.boot_id,
-            "head_seq": head,
-            "resync": resync,
-        }))
+        self._reply(
+            client,
+            ok_reply(
+                request.id,
+                {
+                    "protocol": 1,
+                    "gateway_version": self._version,
+                    "boot_id": self.boot_id,
+                    "head_seq": head,
+                    "resync": resync,
+                },
+            ),
+        )
         if resync == "snapshot":
             self._send_snapshots(client)
         elif resync == "replay":
@@ -84,8 +91,7 @@ class LocalRequests(Delivery):
         self._drop_client(client.identity)
 
     def _ping(self, client: ClientSession, request: Request) -> None:
-        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id,
-                                                  "head_seq": self._head}))
+        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id, "head_seq": self._head}))
 
     def _status(self, client: ClientSession, request: Request) -> None:
         status = self._control.status()
@@ -106,8 +112,10 @@ class LocalRequests(Delivery):
         actor = request.payload.get("actor")
         fail_starts = request.payload.get("fail_starts", 0)
         if not isinstance(actor, str) or not isinstance(fail_starts, int):
-            raise InvalidRequest("test.crash takes {actor: str, fail_starts: int}",
-                                 details={"field": "payload.actor"})
+            raise InvalidRequest(
+                "test.crash takes {actor: str, fail_starts: int}",
+                details={"field": "payload.actor"},
+            )
         done = self._control.inject_fault(actor, fail_starts)
         if done is None:
             raise UnknownType("test hooks are off in this gateway", details={"type": request.type})
@@ -115,7 +123,7 @@ class LocalRequests(Delivery):
             raise Unavailable(f"no running actor named {actor!r}", retry_after_ms=200)
         self._reply(client, ok_reply(request.id, {"crashed": actor}))
 
-    LOCAL: dict[str, Callable[[Any, ClientSession, Request], None]] = {
+    LOCAL: ClassVar[dict[str, Callable[[Any, ClientSession, Request], None]]] = {
         "hello": _hello,
         "bye": _bye,
         "gateway.ping": _ping,
@@ -129,9 +137,15 @@ class LocalRequests(Delivery):
         states = self._control.sync_states(client.wants_domain)
         for domain, actor, seq, state in states:
             client.floors[actor] = seq
-            frame = self._codec.encode(durable_event(
-                "sync.snapshot", seq, self.boot_id, time.time(),
-                {"domain": domain, "actor": actor, "state": state}))
+            frame = self._codec.encode(
+                durable_event(
+                    "sync.snapshot",
+                    seq,
+                    self.boot_id,
+                    time.time(),
+                    {"domain": domain, "actor": actor, "state": state},
+                )
+            )
             client.queue(frame)
         seqs = [seq for _, _, seq, _ in states]
         client.cursor = min([self._head, *seqs])

@@ -68,7 +68,8 @@ class Connection:
 
     def recv_nowait(self) -> bytes | None:
         try:
-            return self._socket.recv(zmq.NOBLOCK)  # type: ignore[no-any-return]
+            frame: bytes = self._socket.recv(zmq.NOBLOCK)
+            return frame
         except zmq.Again:
             return None
         except zmq.ZMQError as exc:

@@ -190,7 +190,7 @@ class Frontend(LocalRequests):
         return self._thread is not None and self._thread.is_alive()
 
     def _bind(self) -> zmq.Socket[Any]:
-        router = self.context.socket(zmq.ROUTER)
+        router: zmq.Socket[Any] = self.context.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         router.setsockopt(zmq.ROUTER_HANDOVER, 1)
@@ -272,6 +272,9 @@ class Frontend(LocalRequests):
     def _heartbeat_s(self) -> float:
         return self.settings.heartbeat_s
 
+    def _anonymous_idle_s(self) -> float:
+        return self.settings.anonymous_idle_s
+
     def _token(self) -> str | None:
         return self.settings.token
 
@@ -288,7 +291,7 @@ class Frontend(LocalRequests):
     def _run(self) -> None:
         try:
             self._router = self._bind()
-            self.bound_endpoint = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
+            self.bound_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -389,10 +392,17 @@ class Frontend(LocalRequests):
                 client = self._clients[identity] = ClientSession(identity, now)
             client.last_seen = now
             if len(frames) != 2:
-                self._reply(client, error_reply(None, {
-                    "code": "bad_frame",
-                    "message": f"a message must be exactly one frame, got {len(frames) - 1}",
-                }))
+                self._reply(
+                    client,
+                    error_reply(
+                        None,
+                        {
+                            "code": "bad_frame",
+                            "message": "a message must be exactly one frame, "
+                            f"got {len(frames) - 1}",
+                        },
+                    ),
+                )
                 continue
             self.counters["requests"] += 1
             self._on_frame(client, frames[1])
@@ -401,12 +411,18 @@ class Frontend(LocalRequests):
 
     def _on_frame(self, client: ClientSession, frame: bytes) -> None:
         if len(frame) > self.settings.max_frame_bytes:
-            self._reply(client, error_reply(None, {
-                "code": "too_large",
-                "message": f"frame of {len(frame)} bytes is over the bound of "
-                           f"{self.settings.max_frame_bytes}",
-                "details": {"size": len(frame), "max": self.settings.max_frame_bytes},
-            }))
+            self._reply(
+                client,
+                error_reply(
+                    None,
+                    {
+                        "code": "too_large",
+                        "message": f"frame of {len(frame)} bytes is over the bound of "
+                        f"{self.settings.max_frame_bytes}",
+                        "details": {"size": len(frame), "max": self.settings.max_frame_bytes},
+                    },
+                ),
+            )
             return
         locked = self.settings.token is not None and not client.authed
         try:
@@ -432,11 +448,13 @@ class Frontend(LocalRequests):
         domain = request.type.split(".", 1)[0]
         name = self._directory.route(domain) if "." in request.type else None
         if name is None:
-            raise UnknownType(f"unknown message type {request.type!r}",
-                              details={"type": request.type})
+            raise UnknownType(
+                f"unknown message type {request.type!r}", details={"type": request.type}
+            )
         if not self._accepting:
-            raise Unavailable("the gateway is restarting; retry shortly",
-                              retry_after_ms=self._refuse_retry_ms)
+            raise Unavailable(
+                "the gateway is restarting; retry shortly", retry_after_ms=self._refuse_retry_ms
+            )
         digest = None
         if request.idem is not None:
             digest = hashlib.sha256(
@@ -466,12 +484,19 @@ class Frontend(LocalRequests):
             raise self._down_error(name)
         if len(self._pending) >= 100_000:
             raise Overloaded("too many requests in flight", retry_after_ms=500)
-        ticket = Ticket(request.type, request.payload, self.respond, client_id=client.client_id,
-                        idem=request.idem, idem_digest=digest)
+        ticket = Ticket(
+            request.type,
+            request.payload,
+            self.respond,
+            client_id=client.client_id,
+            idem=request.idem,
+            idem_digest=digest,
+        )
         timeout_s = (request.timeout_ms or self.settings.default_timeout_ms) / 1000
         deadline = time.monotonic() + timeout_s
-        self._pending[ticket] = _Pending(client.identity, request.id, name, deadline, request.idem,
-                                         digest)
+        self._pending[ticket] = _Pending(
+            client.identity, request.id, name, deadline, request.idem, digest
+        )
         heapq.heappush(self._deadlines, (deadline, next(self._tiebreak), ticket))
         if request.idem is not None:
             self._idem_running[request.idem] = ticket
@@ -483,8 +508,9 @@ class Frontend(LocalRequests):
     def _down_error(self, name: str) -> Unavailable:
         due = self._directory.retry_at(name)
         retry_ms = 500 if due is None else max(50, int((due - time.monotonic()) * 1000) + 50)
-        return Unavailable(f"{name} is restarting; retry shortly", retry_after_ms=retry_ms,
-                           details={"actor": name})
+        return Unavailable(
+            f"{name} is restarting; retry shortly", retry_after_ms=retry_ms, details={"actor": name}
+        )
 
     def _on_reply(self, ticket: Ticket, ok: bool, value: Any) -> None:
         pending = self._forget(ticket)
@@ -492,8 +518,11 @@ class Frontend(LocalRequests):
             return
         if pending.expired:
             self.counters["replies_dropped"] += 1
-            logger.warning("the reply to {} came after its deadline; only later copies of it "
-                           "(same idem) get it", ticket.type)
+            logger.warning(
+                "the reply to {} came after its deadline; only later copies of it "
+                "(same idem) get it",
+                ticket.type,
+            )
         if ok:
             self._answer(pending, ok_reply(pending.request_id, value))
         else:
@@ -532,16 +561,25 @@ class Frontend(LocalRequests):
                 continue
             if ticket.cancel():
                 self._forget(ticket)
-                self._answer_error(pending, RequestTimeout(
-                    "the deadline passed before the request started; it will not run",
-                    details={"started": False}))
+                self._answer_error(
+                    pending,
+                    RequestTimeout(
+                        "the deadline passed before the request started; it will not run",
+                        details={"started": False},
+                    ),
+                )
             else:
                 # Still running: its requester hears `timeout` now; copies sent with the same
                 # idem key keep waiting for the real answer.
-                self._answer_error(pending, RequestTimeout(
-                    "the deadline passed while the request was running; it may still complete "
-                    "(resend it with the same idem key to learn how it ended)",
-                    details={"started": True}), waiters=False)
+                self._answer_error(
+                    pending,
+                    RequestTimeout(
+                        "the deadline passed while the request was running; it may still complete "
+                        "(resend it with the same idem key to learn how it ended)",
+                        details={"started": True},
+                    ),
+                    waiters=False,
+                )
                 pending.expired = True
         if not self._pending:
             with self._idle:
@@ -551,8 +589,12 @@ class Frontend(LocalRequests):
         for ticket, pending in list(self._pending.items()):
             if predicate(pending) and ticket.cancel():
                 self._forget(ticket)
-                self._answer_error(pending, Unavailable(f"{why}; the request did not run",
-                                                        retry_after_ms=self._refuse_retry_ms))
+                self._answer_error(
+                    pending,
+                    Unavailable(
+                        f"{why}; the request did not run", retry_after_ms=self._refuse_retry_ms
+                    ),
+                )
         if not self._pending:
             with self._idle:
                 self._idle.notify_all()

@@ -69,9 +69,7 @@ class Codec:
         try:
             obj = msgpack.unpackb(frame, raw=False, **self._unpack_limits)
         except Exception as exc:  # msgpack raises ValueError, its own errors, and RecursionError
-            raise BadFrame(
-                f"frame is not valid MessagePack ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise BadFrame(f"frame is not valid MessagePack ({type(exc).__name__}: {exc})") from exc
         if not isinstance(obj, dict):
             raise BadFrame(f"frame must be one MessagePack map, got {type(obj).__name__}")
         return obj

@@ -66,7 +66,14 @@ def error_reply(request_id: Any, error: dict[str, Any]) -> dict[str, Any]:
 def durable_event(
     name: str, seq: int, boot_id: str, ts: float, data: dict[str, Any]
 ) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "event": name, "seq": seq, "boot": boot_id, "ts": ts, "data": data}
+    return {
+        "v": PROTOCOL_VERSION,
+        "event": name,
+        "seq": seq,
+        "boot": boot_id,
+        "ts": ts,
+        "data": data,
+    }
 
 
 def ephemeral_event(

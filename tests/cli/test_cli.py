@@ -16,9 +16,13 @@ pytestmark = pytest.mark.slow
 
 
 def tek(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tek_actors", "--home", str(home), *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, TEK_LOG_LEVEL="WARNING"))
+    return subprocess.run(
+        [sys.executable, "-m", "tek_actors", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, TEK_LOG_LEVEL="WARNING"),
+    )
 
 
 def test_start_then_stop_leaves_nothing_behind(home: Path) -> None:

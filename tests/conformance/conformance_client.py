@@ -87,10 +87,15 @@ class RawClient:
     def send_frames(self, frames: list[bytes]) -> None:
         self.socket.send_multipart(frames)
 
-    def envelope(self, type_: str, payload: dict[str, Any] | None = None, *,
-                 id_: str | int | None = None, **extra: Any) -> dict[str, Any]:
-        env: dict[str, Any] = {"v": 1, "id": self.next_id() if id_ is None else id_,
-                               "type": type_}
+    def envelope(
+        self,
+        type_: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        id_: str | int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        env: dict[str, Any] = {"v": 1, "id": self.next_id() if id_ is None else id_, "type": type_}
         if payload is not None:
             env["payload"] = payload
         env.update(extra)
@@ -110,13 +115,18 @@ class RawClient:
                 assert isinstance(msg, dict), f"the gateway sent a non-map frame: {msg!r}"
                 return msg
 
-    def recv_reply(self, re: Any, *, timeout: float = DEFAULT_REPLY_TIMEOUT_S,
-                   match: Callable[[dict[str, Any]], bool] | None = None
-                   ) -> dict[str, Any] | None:
+    def recv_reply(
+        self,
+        re: Any,
+        *,
+        timeout: float = DEFAULT_REPLY_TIMEOUT_S,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any] | None:
         """The reply whose `re` equals `re` (same type too), or None after `timeout` seconds.
 
         Events met on the way are kept in `inbox`. A reply to some other id is a protocol error.
         """
+
         def wanted(msg: dict[str, Any]) -> bool:
             if match is not None:
                 return match(msg)
@@ -138,9 +148,15 @@ class RawClient:
                 return msg
             raise AssertionError(f"unexpected reply while waiting for re={re!r}: {msg!r}")
 
-    def request(self, type_: str, payload: dict[str, Any] | None = None, *,
-                timeout: float = DEFAULT_REPLY_TIMEOUT_S, id_: str | int | None = None,
-                **extra: Any) -> dict[str, Any]:
+    def request(
+        self,
+        type_: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float = DEFAULT_REPLY_TIMEOUT_S,
+        id_: str | int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
         """Send one request and return its reply (fails the test if none comes in time)."""
         env = self.envelope(type_, {} if payload is None else payload, id_=id_, **extra)
         self.send(env)
@@ -154,8 +170,9 @@ class RawClient:
         assert_ok(reply)
         return reply["result"]
 
-    def next_event(self, timeout: float = DEFAULT_REPLY_TIMEOUT_S, *,
-                   durable_only: bool = True) -> dict[str, Any] | None:
+    def next_event(
+        self, timeout: float = DEFAULT_REPLY_TIMEOUT_S, *, durable_only: bool = True
+    ) -> dict[str, Any] | None:
         """The next event (durable ones only unless told otherwise), or None after `timeout`.
 
         Ephemeral events (heartbeats) are skipped when `durable_only`. A reply arriving here is a
@@ -177,23 +194,30 @@ class RawClient:
             if is_durable(msg) or not durable_only:
                 return msg
 
-    def events_until(self, last_seq: int, *, timeout: float = DEFAULT_REPLY_TIMEOUT_S
-                     ) -> list[dict[str, Any]]:
+    def events_until(
+        self, last_seq: int, *, timeout: float = DEFAULT_REPLY_TIMEOUT_S
+    ) -> list[dict[str, Any]]:
         """Durable events up to and including seq `last_seq` (fails if they do not come)."""
         got: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while not got or got[-1]["seq"] < last_seq:
             event = self.next_event(max(0.0, deadline - time.monotonic()))
             assert event is not None, (
-                f"timed out waiting for seq {last_seq}; got {[e['seq'] for e in got]}")
+                f"timed out waiting for seq {last_seq}; got {[e['seq'] for e in got]}"
+            )
             got.append(event)
         return got
 
-    def hello(self, client_id: str, *, since_seq: int | None = None,
-              topics: list[str] | None = None, token: str | None = None,
-              **kw: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = {"client_id": client_id, "since_seq": since_seq,
-                                   "topics": topics}
+    def hello(
+        self,
+        client_id: str,
+        *,
+        since_seq: int | None = None,
+        topics: list[str] | None = None,
+        token: str | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"client_id": client_id, "since_seq": since_seq, "topics": topics}
         if token is not None:
             payload["token"] = token
         return self.call("hello", payload, **kw)  # type: ignore[no-any-return]
@@ -342,8 +366,9 @@ def start_gateway(*, tcp: bool = False) -> GatewayProcess:
         args += ["--endpoint", "tcp://127.0.0.1:*"]
         env["TEK_TOKEN"] = TOKEN
     with open(log_path, "wb") as logfile:
-        proc = subprocess.Popen(args, env=env, stdout=logfile, stderr=logfile,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            args, env=env, stdout=logfile, stderr=logfile, stdin=subprocess.DEVNULL
+        )
     gw = GatewayProcess(home, proc, log_path, token=TOKEN if tcp else None)
     context: zmq.Context[Any] = zmq.Context()
     try:

@@ -53,8 +53,7 @@ def test_map_without_type(gateway: GatewayProcess, connect: Callable[..., RawCli
     _still_serving(client)
 
 
-def test_unknown_envelope_field(gateway: GatewayProcess,
-                                connect: Callable[..., RawClient]) -> None:
+def test_unknown_envelope_field(gateway: GatewayProcess, connect: Callable[..., RawClient]) -> None:
     client = connect(gateway)
     client.send({"v": 1, "id": "xf-1", "type": "gateway.ping", "payload": {}, "bogus": 1})
     reply = client.recv_reply("xf-1")
@@ -94,8 +93,10 @@ def test_too_large_frame(gateway: GatewayProcess, connect: Callable[..., RawClie
     """3 MiB: refused with too_large, or dropped by the socket; the gateway goes on serving."""
     client = connect(gateway, name="big")
     blob = b"x" * (3 << 20)
-    frame = msgpack.packb({"v": 1, "id": "big-1", "type": "probe.append",
-                           "payload": {"key": "big", "value": blob}}, use_bin_type=True)
+    frame = msgpack.packb(
+        {"v": 1, "id": "big-1", "type": "probe.append", "payload": {"key": "big", "value": blob}},
+        use_bin_type=True,
+    )
     assert len(frame) > 3 << 20
     client.send_raw(frame)
     reply = client.recv_reply(None, match=_any_reply, timeout=DEFAULT_REPLY_TIMEOUT_S)

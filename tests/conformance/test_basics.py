@@ -8,8 +8,9 @@ from collections.abc import Callable
 from tests.conformance.conformance_client import GatewayProcess, RawClient, assert_ok
 
 
-def test_connection_file_and_ping(gateway: GatewayProcess,
-                                  connect: Callable[..., RawClient]) -> None:
+def test_connection_file_and_ping(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     info = gateway.read_connection()
     assert info is not None
     assert {"endpoint", "pid", "boot_id", "protocol", "started_at"} <= set(info)
@@ -32,8 +33,9 @@ def test_connection_file_and_ping(gateway: GatewayProcess,
     assert result["head_seq"] >= 1  # gateway.started is journaled before the file is written
 
 
-def test_ping_with_int_id_and_without_payload(gateway: GatewayProcess,
-                                              connect: Callable[..., RawClient]) -> None:
+def test_ping_with_int_id_and_without_payload(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     """`id` may be an int (echoed as an int); `payload` is optional (default {})."""
     client = connect(gateway)
     client.send({"v": 1, "id": 4711, "type": "gateway.ping"})

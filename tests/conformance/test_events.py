@@ -36,11 +36,13 @@ def _check_hello(result: dict, gateway: GatewayProcess) -> None:  # type: ignore
     assert result["resync"] in ("replay", "snapshot", "none")
 
 
-def test_hello_replays_everything_then_live(gateway: GatewayProcess,
-                                            connect: Callable[..., RawClient]) -> None:
+def test_hello_replays_everything_then_live(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
-    reply = client.request("hello", {"client_id": "replay-all", "since_seq": 0,
-                                     "topics": None}, id_="h-1")
+    reply = client.request(
+        "hello", {"client_id": "replay-all", "since_seq": 0, "topics": None}, id_="h-1"
+    )
     assert_ok(reply, "h-1")
     hello = reply["result"]
     _check_hello(hello, gateway)
@@ -65,8 +67,7 @@ def test_hello_replays_everything_then_live(gateway: GatewayProcess,
     assert client.next_event(QUIET_S) is None
 
 
-def test_hello_topics_filter(gateway: GatewayProcess,
-                             connect: Callable[..., RawClient]) -> None:
+def test_hello_topics_filter(gateway: GatewayProcess, connect: Callable[..., RawClient]) -> None:
     writer = connect(gateway, name="w")
     _append(writer)  # at least one probe event in the journal
     everything = connect(gateway, name="all")
@@ -100,8 +101,9 @@ def test_hello_topics_filter(gateway: GatewayProcess,
     assert probe_only.next_event(QUIET_S) is None
 
 
-def test_hello_since_none_gets_only_new_events(gateway: GatewayProcess,
-                                               connect: Callable[..., RawClient]) -> None:
+def test_hello_since_none_gets_only_new_events(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
     _append(client)
     hello = client.hello("live-only", since_seq=None)
@@ -116,8 +118,9 @@ def test_hello_since_none_gets_only_new_events(gateway: GatewayProcess,
     assert event["event"] == "probe.appended" and event["data"]["key"] == key
 
 
-def test_hello_since_head_resyncs_none(gateway: GatewayProcess,
-                                       connect: Callable[..., RawClient]) -> None:
+def test_hello_since_head_resyncs_none(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
     head = _head(client)
     hello = client.hello("at-head", since_seq=head)
@@ -132,8 +135,9 @@ def test_hello_since_head_resyncs_none(gateway: GatewayProcess,
     assert event["data"]["key"] == key
 
 
-def test_reconnect_resumes_without_duplicates(gateway: GatewayProcess,
-                                              connect: Callable[..., RawClient]) -> None:
+def test_reconnect_resumes_without_duplicates(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client_id = f"resume-{uuid.uuid4().hex[:8]}"
     writer = connect(gateway, name="w")
 
@@ -163,8 +167,9 @@ def test_reconnect_resumes_without_duplicates(gateway: GatewayProcess,
     assert second.next_event(QUIET_S) is None
 
 
-def test_hello_again_on_same_socket_resumes(gateway: GatewayProcess,
-                                            connect: Callable[..., RawClient]) -> None:
+def test_hello_again_on_same_socket_resumes(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     """A second hello on the same connection restarts the stream from its since_seq."""
     client = connect(gateway)
     head = client.hello("rehello", since_seq=None)["head_seq"]

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from tests.conformance.conformance_client import GatewayProcess, RawClient, assert_error, assert_ok
 
 
-def test_same_idem_twice_returns_first_reply(gateway: GatewayProcess,
-                                             connect: Callable[..., RawClient]) -> None:
+def test_same_idem_twice_returns_first_reply(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
     payload = {"key": "idem-a", "value": [1, 2, 3]}
     first = client.request("probe.append", payload, id_="i-1", idem="k1")
@@ -31,16 +32,16 @@ def test_same_idem_twice_returns_first_reply(gateway: GatewayProcess,
     assert client.call("gateway.ping")["head_seq"] == head, "the append was done twice"
 
 
-def test_same_idem_different_payload_is_refused(gateway: GatewayProcess,
-                                                connect: Callable[..., RawClient]) -> None:
+def test_same_idem_different_payload_is_refused(
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
     first = client.request("probe.append", {"key": "idem-b", "value": 1}, idem="k2")
     assert_ok(first)
     before = client.call("probe.get", {})
     head = client.call("gateway.ping")["head_seq"]
 
-    reply = client.request("probe.append", {"key": "idem-c", "value": 2}, id_="i-9",
-                           idem="k2")
+    reply = client.request("probe.append", {"key": "idem-c", "value": 2}, id_="i-9", idem="k2")
     assert_error(reply, {"invalid_request", "conflict"}, re="i-9")
 
     assert client.call("probe.get", {}) == before
@@ -49,7 +50,8 @@ def test_same_idem_different_payload_is_refused(gateway: GatewayProcess,
 
 
 def test_same_idem_while_first_is_running_is_done_once(
-        gateway: GatewayProcess, connect: Callable[..., RawClient]) -> None:
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     """A resend that arrives while the first copy still runs gets the same reply, done once."""
     client = connect(gateway)
     head = client.call("gateway.ping")["head_seq"]
@@ -70,12 +72,17 @@ def test_same_idem_while_first_is_running_is_done_once(
 
 
 def test_same_idem_different_payload_while_first_is_running_is_refused(
-        gateway: GatewayProcess, connect: Callable[..., RawClient]) -> None:
+    gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(gateway)
-    client.send(client.envelope("probe.append", {"key": "idem-e", "value": 1, "work_ms": 500},
-                                id_="m-1", idem="k4"))
-    client.send(client.envelope("probe.append", {"key": "idem-f", "value": 2},
-                                id_="m-2", idem="k4"))
+    client.send(
+        client.envelope(
+            "probe.append", {"key": "idem-e", "value": 1, "work_ms": 500}, id_="m-1", idem="k4"
+        )
+    )
+    client.send(
+        client.envelope("probe.append", {"key": "idem-f", "value": 2}, id_="m-2", idem="k4")
+    )
     second = client.recv_reply("m-2")  # refused at once, while the first is still running
     first = client.recv_reply("m-1")
     assert first is not None and second is not None

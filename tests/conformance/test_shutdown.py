@@ -12,8 +12,9 @@ from tests.conformance.conformance_client import (
 )
 
 
-def test_shutdown_exits_cleanly(own_gateway: GatewayProcess,
-                                connect: Callable[..., RawClient]) -> None:
+def test_shutdown_exits_cleanly(
+    own_gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     listener = connect(own_gateway, name="l")
     listener.hello("shutdown-listener", since_seq=None)
 

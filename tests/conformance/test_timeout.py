@@ -12,11 +12,13 @@ from collections.abc import Callable
 from tests.conformance.conformance_client import GatewayProcess, RawClient, assert_error, assert_ok
 
 
-def test_timeout_ms_is_honoured(own_gateway: GatewayProcess,
-                                connect: Callable[..., RawClient]) -> None:
+def test_timeout_ms_is_honoured(
+    own_gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
     client = connect(own_gateway)
-    env = client.envelope("probe.append", {"key": "slow", "value": 1, "work_ms": 1500},
-                          id_="slow-1", timeout_ms=200)
+    env = client.envelope(
+        "probe.append", {"key": "slow", "value": 1, "work_ms": 1500}, id_="slow-1", timeout_ms=200
+    )
     started = time.monotonic()
     client.send(env)
     reply = client.recv_reply("slow-1", timeout=5.0)

@@ -54,8 +54,9 @@ def test_restart_under_load_loses_nothing_and_clients_resume(make_rig: Any) -> N
     assert seqs == list(range(1, len(seqs) + 1))  # in order, no gap, no duplicate
     appended = [e["data"]["key"] for e in durable(events) if e["event"] == "probe.appended"]
     assert sorted(appended) == sorted(acknowledged)
-    assert [e["data"]["boot_id"] for e in durable(events) if e["event"] == "gateway.started"][-1] \
-        == rig.gateway.boot_id
+    assert [e["data"]["boot_id"] for e in durable(events) if e["event"] == "gateway.started"][
+        -1
+    ] == rig.gateway.boot_id
 
 
 def test_in_flight_requests_complete_or_get_unavailable_during_restart(make_rig: Any) -> None:
@@ -66,8 +67,16 @@ def test_in_flight_requests_complete_or_get_unavailable_during_restart(make_rig:
     dealer.connect(rig.gateway.endpoint)
     try:
         for i in range(20):  # 20 x 100 ms of work queue up behind each other in the probe
-            dealer.send(msgpack.packb({"v": 1, "id": i, "type": "probe.append",
-                                       "payload": {"key": f"k{i}", "work_ms": 100}}))
+            dealer.send(
+                msgpack.packb(
+                    {
+                        "v": 1,
+                        "id": i,
+                        "type": "probe.append",
+                        "payload": {"key": f"k{i}", "work_ms": 100},
+                    }
+                )
+            )
         assert dealer.poll(5000)
         replies = [msgpack.unpackb(dealer.recv())]  # the first one done: restart mid-queue
         rig.gateway.restart(grace_ms=300)
@@ -94,8 +103,11 @@ def test_a_client_that_falls_behind_is_caught_up_from_the_journal(make_rig: Any)
     slow.setsockopt(zmq.RCVHWM, 5)
     slow.connect(rig.gateway.endpoint)
     try:
-        slow.send(msgpack.packb({"v": 1, "id": 1, "type": "hello",
-                                 "payload": {"client_id": "slow", "since_seq": 0}}))
+        slow.send(
+            msgpack.packb(
+                {"v": 1, "id": 1, "type": "hello", "payload": {"client_id": "slow", "since_seq": 0}}
+            )
+        )
         writer = rig.client()
         for i in range(300):  # the slow client reads nothing meanwhile
             writer.call("probe.append", {"key": f"k{i}", "value": "x" * 200})
@@ -157,8 +169,7 @@ def test_the_outbox_keeps_requests_while_the_gateway_is_down(home: Any) -> None:
         assert gateway.terminate() == 0
 
 
-def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(
-        make_rig: Any) -> None:
+def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(make_rig: Any) -> None:
     rig: Rig = make_rig("ipc")
     busy, client, watcher = rig.client(), rig.client(), rig.client()
     watcher.hello(topics=["gateway.started", "probe.appended"])
@@ -176,5 +187,8 @@ def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(
     assert late.result(30)["key"] == "late"
     assert client.boot_id != boot_before and client._held_boot is None
     order = [(e["event"], e["data"].get("key")) for e in watcher.events(timeout=2)]
-    assert order.index(("probe.appended", "slow")) < order.index(("gateway.started", None)) \
-        < order.index(("probe.appended", "late"))  # sent only after the new boot
+    assert (
+        order.index(("probe.appended", "slow"))
+        < order.index(("gateway.started", None))
+        < order.index(("probe.appended", "late"))
+    )  # sent only after the new boot

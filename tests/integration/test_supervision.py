@@ -29,8 +29,9 @@ def test_a_crashed_actor_restarts_rehydrated_and_is_reported(make_rig: Any) -> N
 
 def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) -> None:
     clock = FakeClock()
-    settings = GatewaySettings(supervision={"child_max_restarts": 1, "tree_max_restarts": 1,
-                                            "backoff_jitter": 0.0})
+    settings = GatewaySettings(
+        supervision={"child_max_restarts": 1, "tree_max_restarts": 1, "backoff_jitter": 0.0}
+    )
     with Gateway.embedded(home, settings=settings, clock=clock, test_hooks=True) as gw:
         client, watcher = gw.client(), gw.client()
         try:

@@ -53,8 +53,10 @@ class CounterActor(PersistentActor[CounterState]):
             raise ZeroDivisionError("a bug while handling a request")
         if payload.n == 999:
             raise SystemExit("an actor calling sys.exit must not stop the process")
-        return self.persist(NewEvent("counter.added", {"n": payload.n}),  # type: ignore[no-any-return]
-                            result=lambda s: {"total": s.total})
+        return self.persist(
+            NewEvent("counter.added", {"n": payload.n}),  # type: ignore[no-any-return]
+            result=lambda s: {"total": s.total},
+        )
 
     @command("counter.get", EmptyPayload)
     def get(self, payload: EmptyPayload) -> dict[str, int]:
@@ -77,13 +79,22 @@ class Tree:
         self.restarted: list[tuple[str, int, str]] = []
         self.degraded: list[bool] = []
         self.escalated = threading.Event()
-        child = {"intensity": Intensity(limits.get("max_restarts", 5), 30.0),
-                 "backoff": Backoff(0.5, 30.0, 2.0, 0.0)}
-        specs = [ChildSpec("counter", CounterActor, **child), ChildSpec("other", OtherActor, **child)]
+        child = {
+            "intensity": Intensity(limits.get("max_restarts", 5), 30.0),
+            "backoff": Backoff(0.5, 30.0, 2.0, 0.0),
+        }
+        specs = [
+            ChildSpec("counter", CounterActor, **child),
+            ChildSpec("other", OtherActor, **child),
+        ]
         self.handle: SupervisorHandle | None = None
         ref = Supervisor.start(
-            specs, clock=self.clock, directory=self.directory, make_context=self._context,
-            strategy=strategy, intensity=Intensity(limits.get("tree_max", 1), 60.0),
+            specs,
+            clock=self.clock,
+            directory=self.directory,
+            make_context=self._context,
+            strategy=strategy,
+            intensity=Intensity(limits.get("tree_max", 1), 60.0),
             backoff=Backoff(1.0, 30.0, 2.0, 0.0),
             on_child_down=self._on_down,
             on_restarted=lambda n, r, e: self.restarted.append((n, r, e)),
@@ -107,8 +118,15 @@ class Tree:
 
     def _context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
         assert self.handle is not None
-        return ActorContext(name, incarnation, self.journal, self.clock, lambda n, d: None,
-                            self.handle.child_exited, options)
+        return ActorContext(
+            name,
+            incarnation,
+            self.journal,
+            self.clock,
+            lambda n, d: None,
+            self.handle.child_exited,
+            options,
+        )
 
     def ask(self, name: str, type_name: str, payload: dict[str, Any] | None = None) -> Any:
         """Send a request ticket and wait for its answer: (ok, value)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tek_actors.runtime import (
     ActorContext,
@@ -47,7 +47,7 @@ def test_real_clock_runs_timers_on_its_thread_and_closes() -> None:
 
 class FlakyTicker(Ticker):
     interval_s = 1.0
-    ticked: list[int] = []
+    ticked: ClassVar[list[int]] = []
 
     def tick(self) -> None:
         FlakyTicker.ticked.append(self.ctx.incarnation)
@@ -62,11 +62,16 @@ def test_a_failing_tick_is_a_crash_and_the_ticker_restarts(tmp_path: Path) -> No
     handle: list[SupervisorHandle] = []
 
     def context(name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
-        return ActorContext(name, incarnation, journal, clock, lambda n, d: None,
-                            handle[0].child_exited, options)
+        return ActorContext(
+            name, incarnation, journal, clock, lambda n, d: None, handle[0].child_exited, options
+        )
 
-    ref = Supervisor.start([ChildSpec("ticker", FlakyTicker, backoff=Backoff(0.5, 30, 2, 0))],
-                           clock=clock, directory=directory, make_context=context)
+    ref = Supervisor.start(
+        [ChildSpec("ticker", FlakyTicker, backoff=Backoff(0.5, 30, 2, 0))],
+        clock=clock,
+        directory=directory,
+        make_context=context,
+    )
     handle.append(SupervisorHandle(ref))
     try:
         assert handle[0].start_all(timeout=5)

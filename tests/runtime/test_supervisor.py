@@ -58,7 +58,7 @@ def test_a_crash_on_the_tell_path_and_in_on_start_are_both_caught(make_tree: Any
 
 def test_system_exit_inside_an_actor_stops_only_that_actor(make_tree: Any) -> None:
     tree = make_tree()
-    ok, error = tree.ask("counter", "counter.add", {"n": 999})
+    ok, _ = tree.ask("counter", "counter.add", {"n": 999})
     assert not ok
     tree.crash("other")  # the other actor and the supervisor are still alive and working
     assert tree.directory.status()["counter"]["restarts"] == 1

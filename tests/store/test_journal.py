@@ -28,7 +28,10 @@ def test_appends_get_one_increasing_sequence_and_are_readable(journal: Journal) 
     assert journal.head_seq == 3
     events = journal.read_since(0)
     assert [(e.seq, e.actor, e.type, e.data) for e in events] == [
-        (1, "a", "x.one", {"n": 1}), (2, "a", "x.two", {"n": 2}), (3, "b", "y.one", {"n": 3})]
+        (1, "a", "x.one", {"n": 1}),
+        (2, "a", "x.two", {"n": 2}),
+        (3, "b", "y.one", {"n": 3}),
+    ]
     assert [e.seq for e in journal.read_since(1, actor="a")] == [2]
     assert [e.seq for e in journal.read_since(0, limit=2)] == [1, 2]
 
@@ -57,8 +60,11 @@ def test_files_are_private(journal: Journal) -> None:
 
 def test_committed_events_are_published_in_seq_order_after_commit(tmp_path: Path) -> None:
     seen: list[int] = []
-    journal = Journal(tmp_path / "j.db", boot_id="b",
-                      on_committed=lambda records: seen.extend(r.seq for r in records)).open()
+    journal = Journal(
+        tmp_path / "j.db",
+        boot_id="b",
+        on_committed=lambda records: seen.extend(r.seq for r in records),
+    ).open()
     try:
         futures = [journal.append("a", [NewEvent("x.e", {"i": i})]) for i in range(200)]
         for future in futures:
@@ -101,7 +107,10 @@ def test_idem_record_is_written_with_the_events(journal: Journal) -> None:
     journal.append("a", [NewEvent("x.e", {})], idem=idem).result(5)
     record = journal.idem_lookup("key-1")
     assert record is not None and (record.type, record.reply, record.seq) == (
-        "probe.append", b"reply", 1)
+        "probe.append",
+        b"reply",
+        1,
+    )
     assert journal.idem_lookup("nope") is None
 
 

@@ -21,7 +21,12 @@ def pack(obj: object) -> bytes:
 
 def test_a_valid_request_decodes_with_defaults(codec: Codec) -> None:
     request = codec.decode_request(pack({"v": 1, "id": 7, "type": "gateway.ping"}))
-    assert (request.id, request.type, request.payload, request.idem) == (7, "gateway.ping", {}, None)
+    assert (request.id, request.type, request.payload, request.idem) == (
+        7,
+        "gateway.ping",
+        {},
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,7 +48,9 @@ def test_a_valid_request_decodes_with_defaults(codec: Codec) -> None:
         (b"\x00" * 5000, "too_large", None),
     ],
 )
-def test_bad_frames_get_the_protocol_code(codec: Codec, frame: bytes, code: str, re: object) -> None:
+def test_bad_frames_get_the_protocol_code(
+    codec: Codec, frame: bytes, code: str, re: object
+) -> None:
     with pytest.raises(FrameError) as caught:
         codec.decode_request(frame)
     assert caught.value.error.code == code
@@ -83,15 +90,21 @@ def test_any_bytes_either_decode_or_fail_with_a_protocol_code(frame: bytes) -> N
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["v", "id", "type", "payload", "timeout_ms", "idem", "x"]),
-                       json_values, max_size=7))
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "id", "type", "payload", "timeout_ms", "idem", "x"]),
+        json_values,
+        max_size=7,
+    )
+)
 def test_any_map_either_validates_or_names_a_field(envelope: dict[str, object]) -> None:
     codec = Codec(max_frame_bytes=1 << 16)
     try:
