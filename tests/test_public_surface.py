@@ -74,7 +74,7 @@ def test_only_transport_imports_zmq() -> None:
 def test_ruff_and_mypy_are_clean() -> None:
     bin_dir = Path(sys.executable).parent
     ruff = subprocess.run(
-        [str(bin_dir / "ruff"), "check", "tek_actors", "tests"],
+        [str(bin_dir / "ruff"), "check", "tek_actors", "tests", "tools"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -342,8 +342,8 @@ class Supervisor(pykka.ThreadingActor):
     def _restart_tree(self, reason: str) -> None:
         now = self._clock.monotonic()
         self._degraded = True
-        self._on_degraded(True)
         if not self._tree_window.record(now):
+            self._on_degraded(True)
             self._escalate_now(reason)
             return
         self._stop_all()
@@ -355,6 +355,7 @@ class Supervisor(pykka.ThreadingActor):
         self._last_tree_restart = now
         for name in self._order:
             self._directory._down(name, "restarting", retry_at=now + delay)
+        self._on_degraded(True)  # after the states above, so status is consistent with it
         logger.error("restarting the whole tree in {:.2f}s: {}", delay, reason)
         self._schedule(delay, RestartDue(tuple(self._order), self._generation, self._culprit))
         ref = self.actor_ref

@@ -355,18 +355,22 @@ class Journal:
             if item is _STOP:
                 break
             batch: list[_Op] = [item]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+            stopping = self._take_queued(batch)
             if not self._commit(cur, batch):
                 return
         self._writer.close()
+
+    def _take_queued(self, batch: list[_Op]) -> bool:
+        """Move what is queued into `batch` (up to max_batch); True if a stop was queued."""
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            batch.append(item)
+        return False
 
     def _commit(self, cur: sqlite3.Cursor, batch: list[_Op]) -> bool:
         ts = self._now()
