@@ -108,16 +108,25 @@ class HomeLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise Conflict(
+                    f"another gateway (pid {holder}) is running on this home ({self.path.parent})",
+                    details={"lock": str(self.path), "pid": holder},
+                ) from None
+            # The holder unlinks the file when it stops: if we locked a file that is no longer
+            # at the path, a third gateway could lock the new one. Lock what the path names.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise Conflict(
-                f"another gateway (pid {holder}) is running on this home ({self.path.parent})",
-                details={"lock": str(self.path), "pid": holder},
-            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd

@@ -1,0 +1,57 @@
+"""One home, one gateway: the lock, the folders' modes, and a too-long socket path."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from tek_actors import Conflict, Gateway, InvalidValue, TekHome
+
+
+def test_a_second_gateway_on_the_same_home_is_refused(home: Path) -> None:
+    with Gateway.embedded(home):
+        with pytest.raises(Conflict) as caught:
+            Gateway(home).start()
+        assert str(os.getpid()) in caught.value.message
+        assert stat.S_IMODE(os.stat(home / "run").st_mode) == 0o700
+        assert stat.S_IMODE(os.stat(home / "state").st_mode) == 0o700
+    with Gateway.embedded(home):  # released on stop: the next one starts
+        pass
+    assert not (home / "run" / "gateway.lock").exists()
+
+
+def test_a_socket_path_too_long_for_unix_sockets_is_refused_clearly(home: Path) -> None:
+    deep = home / ("d" * 120)
+    with pytest.raises(InvalidValue) as caught:
+        TekHome.resolve(deep).default_endpoint()
+    assert "longer than a Unix socket allows" in caught.value.message
+
+
+def test_tcp_without_a_token_is_refused(home: Path) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        Gateway(home, endpoint="tcp://127.0.0.1:*").start()
+    assert caught.value.details["path"] == "token"
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ({"max_frame_bytes": 5}, "gateway.max_frame_bytes"),
+        ({"request_timeout_ms": "soon"}, "gateway.request_timeout_ms"),
+        ({"no_such_setting": 1}, "gateway.no_such_setting"),
+        ({"supervision": {"child_max_restarts": -1}}, "gateway.supervision.child_max_restarts"),
+    ],
+)
+def test_bad_gateway_settings_name_the_path_and_start_nothing(
+    home: Path, section: dict[str, object], path: str
+) -> None:
+    import json
+
+    (home / "config.json").write_text(json.dumps({"gateway": section}))
+    with pytest.raises(InvalidValue) as caught:
+        Gateway(home)
+    assert caught.value.details["path"] == path and path in caught.value.message
+    assert not (home / "run").exists()  # nothing was started or created
