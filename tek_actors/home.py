@@ -44,11 +44,11 @@ class TekHome:
         if chosen is not None:
             root = Path(chosen).expanduser().absolute()
             return cls(root, root / "state", root / "run")
-        return cls(
-            Path(platformdirs.user_config_dir("tek")),
-            Path(platformdirs.user_state_dir("tek")),
-            Path(platformdirs.user_runtime_dir("tek")),
-        )
+        state = Path(platformdirs.user_state_dir("tek"))
+        runtime = Path(platformdirs.user_runtime_dir("tek"))
+        if not runtime.parent.is_dir():  # no /run/user/<uid> (no login session): keep it private
+            runtime = state / "run"
+        return cls(Path(platformdirs.user_config_dir("tek")), state, runtime)
 
     @property
     def config_path(self) -> Path:

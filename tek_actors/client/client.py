@@ -330,9 +330,9 @@ class Client:
 
     def _step(self) -> None:
         now = time.monotonic()
+        self._take_commands()  # first: a caller's hello must be seen before connecting
         if self._conn is None and now >= self._next_connect:
             self._connect()
-        self._take_commands()
         self._pump(now)
         self._expire(now)
         if self._conn is None:

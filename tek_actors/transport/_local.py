@@ -7,23 +7,31 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import ValidationError
+from pydantic import Field, StrictInt, StrictStr, ValidationError
 
-from tek_actors.errors import InvalidRequest, Unauthorized, Unavailable, UnknownType
+from tek_actors.errors import Unauthorized, Unavailable, UnknownType
 from tek_actors.transport._clients import ClientSession, compile_topics, topic_prefixes
 from tek_actors.transport._delivery import Delivery
 from tek_actors.wire import (
     GracePayload,
     HelloPayload,
     Request,
+    WireModel,
     durable_event,
     invalid_request_from,
     ok_reply,
 )
 
-__all__ = ["LocalRequests"]
+__all__ = ["CrashPayload", "LocalRequests"]
+
+
+class CrashPayload(WireModel):
+    """`test.crash` (test hooks only): crash `actor` now, and its next `fail_starts` starts."""
+
+    actor: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    fail_starts: Annotated[StrictInt, Field(ge=0, le=100)] = 0
 
 
 class LocalRequests(Delivery):
@@ -109,14 +117,12 @@ class LocalRequests(Delivery):
         self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
 
     def _test_crash(self, client: ClientSession, request: Request) -> None:
-        actor = request.payload.get("actor")
-        fail_starts = request.payload.get("fail_starts", 0)
-        if not isinstance(actor, str) or not isinstance(fail_starts, int):
-            raise InvalidRequest(
-                "test.crash takes {actor: str, fail_starts: int}",
-                details={"field": "payload.actor"},
-            )
-        done = self._control.inject_fault(actor, fail_starts)
+        try:
+            crash = CrashPayload.model_validate(request.payload)
+        except ValidationError as exc:
+            raise invalid_request_from(exc, prefix="payload.") from exc
+        actor = crash.actor
+        done = self._control.inject_fault(actor, crash.fail_starts)
         if done is None:
             raise UnknownType("test hooks are off in this gateway", details={"type": request.type})
         if not done:

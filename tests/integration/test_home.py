@@ -12,7 +12,9 @@ from tek_actors import Conflict, Gateway, InvalidValue, TekHome
 
 
 def test_a_second_gateway_on_the_same_home_is_refused(home: Path) -> None:
-    with Gateway.embedded(home):
+    with Gateway.embedded(home) as gateway:
+        assert gateway.endpoint.startswith("inproc://")
+        assert sorted(p.name for p in (home / "run").iterdir()) == ["gateway.lock"]  # no socket
         with pytest.raises(Conflict) as caught:
             Gateway(home).start()
         assert str(os.getpid()) in caught.value.message
