@@ -33,6 +33,7 @@ from typing import Any
 
 from loguru import logger
 
+from tek_actors.client._calls import READ_ONLY_VERBS, RETRYABLE, Call, is_state_changing
 from tek_actors.client.outbox import Outbox
 from tek_actors.errors import (
     ConnectionLost,
@@ -46,57 +47,6 @@ from tek_actors.transport import Connection
 from tek_actors.wire import Codec
 
 __all__ = ["READ_ONLY_VERBS", "Client", "is_state_changing"]
-
-READ_ONLY_VERBS = frozenset(
-    {"ping", "status", "get", "list", "logs", "plan_switch", "validate", "schema", "head"}
-)
-_RETRYABLE = frozenset({"unavailable", "overloaded", "rate_limited", "timeout"})
-
-
-def is_state_changing(type_name: str) -> bool:
-    """True for request types that change state (they get an idem key and the outbox)."""
-    domain, _, verb = type_name.partition(".")
-    return bool(verb) and domain not in ("gateway", "test") and verb not in READ_ONLY_VERBS
-
-
-class _Call:
-    __slots__ = (
-        "attempts",
-        "deadline",
-        "durable",
-        "future",
-        "idem",
-        "internal",
-        "payload",
-        "retry_at",
-        "sent",
-        "type",
-    )
-
-    def __init__(
-        self,
-        type_name: str,
-        payload: dict[str, Any],
-        idem: str | None,
-        deadline: float | None,
-        *,
-        durable: bool,
-        internal: bool = False,
-    ) -> None:
-        self.type = type_name
-        self.payload = payload
-        self.idem = idem
-        self.deadline = deadline
-        self.durable = durable
-        self.internal = internal
-        self.future: Future[Any] = Future()
-        self.retry_at = 0.0
-        self.sent = False
-        self.attempts = 0
-
-    @property
-    def retryable(self) -> bool:
-        return self.idem is not None or not is_state_changing(self.type)
 
 
 class Client:
@@ -140,11 +90,11 @@ class Client:
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._outbox = Outbox(outbox) if outbox is not None else None
         self._settled = threading.Condition()
-        self._commands: queue.SimpleQueue[_Call] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self._events: queue.Queue[dict[str, Any]] = queue.Queue(event_queue_bound)
         self._ids = itertools.count(1)
-        self._in_flight: dict[int, _Call] = {}
-        self._waiting: list[_Call] = []
+        self._in_flight: dict[int, Call] = {}
+        self._waiting: list[Call] = []
         self._conn: Connection | None = None
         self._closing = threading.Event()
         self._last_rx = 0.0
@@ -161,7 +111,7 @@ class Client:
         self._thread.start()
         if self._outbox is not None:
             for entry in self._outbox.pending():  # left over from an earlier run: resend
-                self._enqueue(_Call(entry.type, entry.payload, entry.idem, None, durable=True))
+                self._enqueue(Call(entry.type, entry.payload, entry.idem, None, durable=True))
 
     # -- the caller's side -------------------------------------------------------------------
 
@@ -191,7 +141,7 @@ class Client:
             self._outbox.put(idem, type_name, payload)
         wait = self.timeout if timeout is None else timeout
         deadline = None if durable else time.monotonic() + wait
-        call = _Call(type_name, payload, idem, deadline, durable=durable)
+        call = Call(type_name, payload, idem, deadline, durable=durable)
         self._enqueue(call)
         return call.future
 
@@ -289,7 +239,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _enqueue(self, call: _Call) -> None:
+    def _enqueue(self, call: Call) -> None:
         if self._closing.is_set():
             call.future.set_exception(ConnectionLost("the client is closed"))
             return
@@ -412,7 +362,7 @@ class Client:
                 keep.append(call)
         self._waiting = keep
 
-    def _send(self, call: _Call) -> bool:
+    def _send(self, call: Call) -> bool:
         assert self._conn is not None
         if call.type == "hello" and not call.internal:
             self._subscribe(call)
@@ -433,7 +383,7 @@ class Client:
         self._in_flight[request_id] = call
         return True
 
-    def _subscribe(self, call: _Call) -> None:
+    def _subscribe(self, call: Call) -> None:
         """The caller's hello: from its first send on, it is this client's subscription."""
         if call.attempts == 0:
             self._subscription = {"topics": call.payload.get("topics")}
@@ -444,7 +394,7 @@ class Client:
         call.attempts += 1
 
     def _send_internal(self, type_name: str, payload: dict[str, Any]) -> None:
-        call = _Call(
+        call = Call(
             type_name,
             payload,
             None,
@@ -517,14 +467,14 @@ class Client:
             return
         error = error_from_wire(message.get("error"))
         in_time = call.deadline is None or time.monotonic() < call.deadline
-        if error.code in _RETRYABLE and call.retryable and not self._closing.is_set() and in_time:
+        if error.code in RETRYABLE and call.retryable and not self._closing.is_set() and in_time:
             call.sent = False
             call.retry_at = time.monotonic() + (error.retry_after_ms or 200) / 1000
             self._waiting.append(call)
             return
         self._settle(call, None, error)
 
-    def _on_internal_reply(self, call: _Call, message: dict[str, Any]) -> None:
+    def _on_internal_reply(self, call: Call, message: dict[str, Any]) -> None:
         result = message.get("result") if message.get("ok") else None
         if call.type == "gateway.ping":
             self._ping_out = False
@@ -574,7 +524,7 @@ class Client:
             return  # an ephemeral event; the durable one that follows carries its substance
         self._events.put(event)
 
-    def _settle(self, call: _Call, result: Any, error: TekError | None) -> None:
+    def _settle(self, call: Call, result: Any, error: TekError | None) -> None:
         if call.durable and call.idem is not None and self._outbox is not None:
             self._outbox.done(call.idem)
             with self._settled:
@@ -586,7 +536,7 @@ class Client:
         else:
             call.future.set_exception(error)
 
-    def _fail(self, call: _Call, error: TekError) -> None:
+    def _fail(self, call: Call, error: TekError) -> None:
         if not call.internal and not call.future.done():
             call.future.set_exception(error)
 

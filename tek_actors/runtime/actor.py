@@ -14,6 +14,7 @@ actor's thread, take the validated payload and return the result (any msgpack-ab
 
 from __future__ import annotations
 
+import abc
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -238,8 +239,9 @@ class PersistentActor(Actor, Generic[S]):
     def initial_state(self) -> S:
         return self.state_model()  # type: ignore[return-value]
 
+    @abc.abstractmethod
     def apply(self, state: S, event: NewEvent) -> S:
-        raise NotImplementedError(f"{type(self).__name__} must define apply()")
+        """The new state after `event`: pure (no I/O, no clock, no mutation of `state`)."""
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ usually just `tell` an actor.
 
 from __future__ import annotations
 
+import abc
 import heapq
 import itertools
 import threading
@@ -42,19 +43,19 @@ class Timer:
             logger.opt(exception=True).error("timer callback failed")
 
 
-class Clock:
+class Clock(abc.ABC):
     """The interface: `time()` (wall, for records), `monotonic()` (for intervals), timers."""
 
-    def time(self) -> float:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def time(self) -> float: ...
 
-    def monotonic(self) -> float:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def monotonic(self) -> float: ...
 
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a clock without a thread has nothing to stop
         """Stop the clock's thread, if it has one; pending timers are dropped."""
 
 

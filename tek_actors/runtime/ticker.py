@@ -7,6 +7,7 @@ own thread, one message at a time) and a slow tick delays the next one rather th
 
 from __future__ import annotations
 
+import abc
 from typing import Any, ClassVar
 
 import pykka
@@ -61,8 +62,9 @@ class Ticker(Actor):
             return None
         return super().on_message(message)
 
+    @abc.abstractmethod
     def tick(self) -> None:
-        raise NotImplementedError
+        """The periodic work; runs on the ticker's thread. Raising is a crash (restarted)."""
 
     def status(self) -> dict[str, Any]:
         return {"ticks": self.ticks}

@@ -16,6 +16,7 @@ read-only connections and never block the writer (WAL).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import queue
@@ -103,7 +104,7 @@ class IdemRecord:
     seq: int | None
 
 
-class _Op:
+class _Op(abc.ABC):
     """A unit of work for the writer; `future` resolves once its transaction is durable."""
 
     __slots__ = ("future",)
@@ -111,8 +112,9 @@ class _Op:
     def __init__(self) -> None:
         self.future: Future[Any] = Future()
 
+    @abc.abstractmethod
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> Any:
-        raise NotImplementedError  # pragma: no cover - every op overrides it
+        """Do this op's part of the batch's transaction; the result resolves its future."""
 
 
 class _Append(_Op):

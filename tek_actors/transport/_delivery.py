@@ -14,6 +14,7 @@ from loguru import logger
 from tek_actors.errors import TekError
 from tek_actors.store import EventRecord, Journal
 from tek_actors.transport._clients import ClientSession
+from tek_actors.transport._contract import FrontendSettings
 from tek_actors.wire import Codec, durable_event, ephemeral_event, error_reply
 
 __all__ = ["Delivery"]
@@ -25,6 +26,7 @@ _MORE_NOBLOCK = int(zmq.NOBLOCK | zmq.SNDMORE)
 class Delivery:
     """Fan-out and flow control; expects the attributes Frontend sets up."""
 
+    settings: FrontendSettings
     _clients: dict[bytes, ClientSession]
     _by_client_id: dict[str, bytes]
     _backlogged: set[bytes]
@@ -35,18 +37,6 @@ class Delivery:
     _head: int
     boot_id: str
     counters: dict[str, int]
-
-    def _client_queue_bound(self) -> int:
-        raise NotImplementedError
-
-    def _replay_chunk(self) -> int:
-        raise NotImplementedError
-
-    def _heartbeat_s(self) -> float:
-        raise NotImplementedError
-
-    def _anonymous_idle_s(self) -> float:
-        raise NotImplementedError
 
     # -- events ------------------------------------------------------------------------------
 
@@ -68,7 +58,7 @@ class Delivery:
                 if frame is None:
                     frame = frames[record.seq] = self._event_frame(record, boot)
                 client.queue(frame, seq=record.seq, is_event=True)
-            if client.queued_events > self._client_queue_bound():
+            if client.queued_events > self.settings.client_queue_bound:
                 self._lag(client)
             else:
                 self._flush(client)
@@ -105,7 +95,7 @@ class Delivery:
         self._catching_up.add(client.identity)
 
     def _advance_catchups(self) -> None:
-        chunk = self._replay_chunk()
+        chunk = self.settings.replay_chunk
         for identity in list(self._catching_up):
             client = self._clients.get(identity)
             if client is None or client.mode != "catchup":
@@ -187,10 +177,10 @@ class Delivery:
         beat = None
         for client in list(self._clients.values()):
             if client.mode == "none":
-                if now - client.last_seen > self._anonymous_idle_s():
+                if now - client.last_seen > self.settings.anonymous_idle_s:
                     self._drop_client(client.identity)
                 continue
-            if now - client.last_sent >= self._heartbeat_s() and not client.out:
+            if now - client.last_sent >= self.settings.heartbeat_s and not client.out:
                 if beat is None:
                     beat = self._codec.encode(
                         ephemeral_event(

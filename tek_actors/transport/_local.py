@@ -13,6 +13,7 @@ from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from tek_actors.errors import Unauthorized, Unavailable, UnknownType
 from tek_actors.transport._clients import ClientSession, compile_topics, topic_prefixes
+from tek_actors.transport._contract import GatewayControl
 from tek_actors.transport._delivery import Delivery
 from tek_actors.wire import (
     GracePayload,
@@ -37,19 +38,16 @@ class CrashPayload(WireModel):
 class LocalRequests(Delivery):
     """Handlers keyed by type in LOCAL; each answers on the client's session."""
 
-    _control: Any
+    _control: GatewayControl
     _version: str
-
-    def _token(self) -> str | None:
-        raise NotImplementedError
 
     def _hello(self, client: ClientSession, request: Request) -> None:
         try:
             hello = HelloPayload.model_validate(request.payload)
         except ValidationError as exc:
             raise invalid_request_from(exc, prefix="payload.") from exc
-        if self._token() is not None:
-            expected = self._token()
+        if self.settings.token is not None:
+            expected = self.settings.token
             given = (hello.token or "").encode()
             if expected is None or not hmac.compare_digest(given, expected.encode()):
                 raise Unauthorized("the token in hello is missing or wrong")

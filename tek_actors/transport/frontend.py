@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import msgpack
 import pykka
@@ -43,6 +43,7 @@ from tek_actors.errors import (
 from tek_actors.runtime import Directory, Ticket
 from tek_actors.store import EventRecord, Journal
 from tek_actors.transport._clients import ClientSession
+from tek_actors.transport._contract import FrontendSettings, GatewayControl
 from tek_actors.transport._local import LocalRequests
 from tek_actors.wire import (
     Codec,
@@ -56,33 +57,6 @@ __all__ = ["Frontend", "FrontendSettings", "GatewayControl"]
 
 _TOO_LARGE_FACTOR = 4
 _LOCKED = Unauthorized("this endpoint needs authentication: send hello with your token first")
-
-
-@dataclass(frozen=True)
-class FrontendSettings:
-    endpoint: str
-    token: str | None = None
-    max_frame_bytes: int = 1 << 20
-    default_timeout_ms: int = 60_000
-    client_queue_bound: int = 10_000
-    replay_chunk: int = 500
-    sndhwm: int = 1_000
-    heartbeat_s: float = 1.0
-    anonymous_idle_s: float = 60.0
-
-
-class GatewayControl(Protocol):
-    """What the frontend asks of the gateway that assembled it (all thread-safe)."""
-
-    def status(self) -> dict[str, Any]: ...
-
-    def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None: ...
-
-    def inject_fault(self, actor: str, fail_starts: int) -> bool | None: ...
-
-    def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:
-        """(domain, actor, seq, state) for each domain the client follows."""
-        ...
 
 
 @dataclass(slots=True)
@@ -262,21 +236,6 @@ class Frontend(LocalRequests):
                     return False
                 self._idle.wait(left)
         return True
-
-    def _client_queue_bound(self) -> int:
-        return self.settings.client_queue_bound
-
-    def _replay_chunk(self) -> int:
-        return self.settings.replay_chunk
-
-    def _heartbeat_s(self) -> float:
-        return self.settings.heartbeat_s
-
-    def _anonymous_idle_s(self) -> float:
-        return self.settings.anonymous_idle_s
-
-    def _token(self) -> str | None:
-        return self.settings.token
 
     @property
     def clients(self) -> int:

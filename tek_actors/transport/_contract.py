@@ -1,0 +1,36 @@
+"""What the frontend is configured with and what it asks of the gateway that assembled it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["FrontendSettings", "GatewayControl"]
+
+
+@dataclass(frozen=True)
+class FrontendSettings:
+    endpoint: str
+    token: str | None = None
+    max_frame_bytes: int = 1 << 20
+    default_timeout_ms: int = 60_000
+    client_queue_bound: int = 10_000
+    replay_chunk: int = 500
+    sndhwm: int = 1_000
+    heartbeat_s: float = 1.0
+    anonymous_idle_s: float = 60.0
+
+
+class GatewayControl(Protocol):
+    """What the frontend asks of the gateway that assembled it (all thread-safe)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None: ...
+
+    def inject_fault(self, actor: str, fail_starts: int) -> bool | None: ...
+
+    def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:
+        """(domain, actor, seq, state) for each domain the client follows."""
+        ...
