@@ -37,7 +37,7 @@ from tek_actors.runtime.messages import (
 from tek_actors.store import IdemRecord, Journal, NewEvent
 from tek_actors.wire import invalid_request_from
 
-__all__ = ["Actor", "ActorContext", "PersistentActor", "command"]
+__all__ = ["Actor", "ActorContext", "PersistentActor", "command", "tell_quietly"]
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -74,6 +74,14 @@ def command(
         return fn
 
     return mark
+
+
+def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """Tell, from a timer or a callback, an actor that may have stopped meanwhile (then: no-op)."""
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
 
 
 class Actor(pykka.ThreadingActor):

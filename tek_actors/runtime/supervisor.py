@@ -25,7 +25,7 @@ import pykka
 from loguru import logger
 
 from tek_actors.runtime._backoff import Backoff, Intensity, RestartWindow
-from tek_actors.runtime.actor import Actor, ActorContext
+from tek_actors.runtime.actor import Actor, ActorContext, tell_quietly
 from tek_actors.runtime.clock import Clock, Timer
 from tek_actors.runtime.messages import ChildExited, Fault, RestartDue, StatusQuery
 
@@ -326,7 +326,7 @@ class Supervisor(pykka.ThreadingActor):
     def _schedule(self, delay: float, message: RestartDue) -> None:
         ref = self.actor_ref
         self._timers = [t for t in self._timers if not t.cancelled]
-        self._timers.append(self._clock.call_later(delay, lambda: _tell_quietly(ref, message)))
+        self._timers.append(self._clock.call_later(delay, lambda: tell_quietly(ref, message)))
 
     def _restart_due(self, message: RestartDue) -> None:
         if message.generation != self._generation:
@@ -362,7 +362,7 @@ class Supervisor(pykka.ThreadingActor):
         self._timers.append(
             self._clock.call_later(
                 self._tree_window.intensity.window_s,
-                lambda: _tell_quietly(ref, "clear_degraded"),
+                lambda: tell_quietly(ref, "clear_degraded"),
             )
         )
 
@@ -379,13 +379,6 @@ class Supervisor(pykka.ThreadingActor):
         self._escalated = True
         logger.error("restart intensity of the tree exceeded; the gateway must exit: {}", reason)
         self._on_escalate(reason)
-
-
-def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
-    try:
-        ref.tell(message)
-    except pykka.ActorDeadError:
-        pass  # the supervisor stopped: the timer is moot
 
 
 class SupervisorHandle:
@@ -410,7 +403,7 @@ class SupervisorHandle:
     def child_exited(
         self, name: str, incarnation: int, error: BaseException | None, tb: str
     ) -> None:
-        _tell_quietly(self.ref, ChildExited(name, incarnation, error, tb))
+        tell_quietly(self.ref, ChildExited(name, incarnation, error, tb))
 
     def stop(self, *, timeout: float) -> None:
         try:

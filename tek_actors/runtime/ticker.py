@@ -10,9 +10,7 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
-import pykka
-
-from tek_actors.runtime.actor import Actor, ActorContext
+from tek_actors.runtime.actor import Actor, ActorContext, tell_quietly
 from tek_actors.runtime.clock import Timer
 
 __all__ = ["Ticker"]
@@ -45,14 +43,7 @@ class Ticker(Actor):
 
     def _arm(self) -> None:
         ref = self.actor_ref
-
-        def poke() -> None:
-            try:
-                ref.tell(_TICK)
-            except pykka.ActorDeadError:
-                pass  # stopped meanwhile
-
-        self._timer = self.ctx.clock.call_later(self.every, poke)
+        self._timer = self.ctx.clock.call_later(self.every, lambda: tell_quietly(ref, _TICK))
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, _Tick):
