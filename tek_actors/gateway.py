@@ -101,7 +101,7 @@ class Gateway:
         self._lifecycle_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._embedded = False
-        self._pending_fatal = False
+        self._pending_exit: int | None = None
         self.endpoint = ""
 
     # -- assembling --------------------------------------------------------------------------
@@ -364,9 +364,13 @@ class Gateway:
     ) -> None:
         with self._lifecycle_lock:
             busy = self._lifecycle_thread is not None and self._lifecycle_thread.is_alive()
-            if busy or self._done.is_set():
-                if exit_code:
-                    self._pending_fatal = True
+            if self._done.is_set():
+                return
+            if busy:
+                # A stop asked for during a restart is not lost: it runs when the restart ends
+                # (a second restart request while one runs is the same restart).
+                if shutdown or exit_code:
+                    self._pending_exit = max(exit_code, self._pending_exit or 0)
                 return
             self._lifecycle_thread = threading.Thread(
                 target=self._lifecycle,
@@ -394,10 +398,14 @@ class Gateway:
                 frontend.cancel_unstarted()
             if supervisor is not None:
                 supervisor.stop_all(timeout=60.0)
-            if shutdown or exit_code or self._pending_fatal:
-                self._teardown(exit_code=exit_code or (1 if self._pending_fatal else 0))
+            if shutdown or exit_code or self._pending_exit is not None:
+                self._teardown(exit_code=max(exit_code, self._pending_exit or 0))
                 return
             self._reboot()
+            with self._lifecycle_lock:
+                pending, self._pending_exit = self._pending_exit, None
+            if pending is not None:
+                self._lifecycle(0, True, "a stop was asked for during the restart", pending)
         except BaseException:
             logger.opt(exception=True).error("restart failed; the gateway exits with code 1")
             self._teardown(exit_code=1)

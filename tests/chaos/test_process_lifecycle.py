@@ -67,3 +67,18 @@ def test_past_the_tree_intensity_the_process_exits_non_zero(home: Path) -> None:
     finally:
         client.close()
         assert again.terminate() == 0
+
+
+def test_sigterm_during_an_in_process_restart_still_stops_the_process(home: Path) -> None:
+    gateway = GatewayProcess(home).start()
+    client = gateway.client()
+    try:
+        busy = client.submit("probe.append", {"key": "slow", "work_ms": 1500})
+        client.call("gateway.restart", {"grace_ms": 5000})  # waits for the slow append
+        assert gateway.proc is not None
+        gateway.proc.send_signal(signal.SIGTERM)  # arrives while the restart is under way
+        assert gateway.wait(timeout=30) == 0
+        assert busy.result(10)["key"] == "slow"
+    finally:
+        client.close()
+    assert sorted(p.name for p in (home / "run").iterdir()) == []
