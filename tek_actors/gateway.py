@@ -150,6 +150,7 @@ class Gateway:
             publish=frontend.publish if frontend else (lambda name, data: None),
             report_exit=self._supervisor.child_exited,
             options=options,
+            lookup=self._directory.lookup,
         )
 
     def start(self) -> Gateway:

@@ -26,7 +26,7 @@ from loguru import logger
 from pydantic import BaseModel, ValidationError
 
 from tek_actors.errors import Internal, JournalError, TekError, UnknownType
-from tek_actors.runtime.clock import Clock
+from tek_actors.runtime.clock import Clock, Timer
 from tek_actors.runtime.messages import (
     Fault,
     SnapshotNow,
@@ -55,6 +55,7 @@ class ActorContext:
     publish: Callable[[str, dict[str, Any]], None]
     report_exit: Callable[[str, int, BaseException | None, str], None]
     options: dict[str, Any] = field(default_factory=dict)
+    lookup: Callable[[str], pykka.ActorRef[Any] | None] = lambda name: None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,8 @@ class Actor(pykka.ThreadingActor):
         self.log = logger.bind(actor=ctx.name)
         self._crashed = False
         self._ticket: Ticket | None = None
+        self._deferred: set[Ticket] = set()
+        self._timers: list[Timer] = []
 
     # -- pykka hooks -------------------------------------------------------------------------
 
@@ -124,6 +127,8 @@ class Actor(pykka.ThreadingActor):
             self._crash(exc)
 
     def on_stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self._crashed:
             return
         try:
@@ -185,7 +190,10 @@ class Actor(pykka.ThreadingActor):
                 raise invalid_request_from(exc, prefix="payload.") from exc
             self._ticket = ticket
             result = getattr(self, spec.method)(payload)
+            if ticket in self._deferred:
+                return  # the command answers later, through answer()
         except TekError as err:
+            self._deferred.discard(ticket)
             if not isinstance(err, Internal):
                 ticket.respond(ticket, False, err)
                 return
@@ -207,17 +215,58 @@ class Actor(pykka.ThreadingActor):
             self._ticket = None
         ticket.respond(ticket, True, result)
 
+    def defer(self) -> Ticket:
+        """From a command: answer this request later with `answer()` (e.g. after other actors
+        acknowledged). If the actor crashes first, the request is answered `internal`."""
+        ticket = self._ticket
+        if ticket is None:
+            raise RuntimeError("defer() is only for commands")
+        self._deferred.add(ticket)
+        return ticket
+
+    def answer(self, ticket: Ticket, value: Any = None, *, error: TekError | None = None) -> None:
+        """Answer a deferred request: its result, or `error`."""
+        self._deferred.discard(ticket)
+        if error is not None:
+            ticket.respond(ticket, False, error)
+        else:
+            ticket.respond(ticket, True, value)
+
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Publish an ephemeral event (not journaled, never replayed)."""
         self.ctx.publish(name, data)
+
+    def send(self, name: str, message: Any) -> bool:
+        """Tell the current incarnation of actor `name`; False if it is not running now."""
+        ref = self.ctx.lookup(name)
+        if ref is None:
+            return False
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            return False
+        return True
+
+    def after(self, delay: float, message: Any) -> Timer:
+        """Tell this actor `message` after `delay` seconds of the clock (cancelled on stop)."""
+        ref = self.actor_ref
+        self._timers = [t for t in self._timers if not t.cancelled]
+        timer = self.ctx.clock.call_later(delay, lambda: tell_quietly(ref, message))
+        self._timers.append(timer)
+        return timer
 
     # -- crashing ----------------------------------------------------------------------------
 
     def _crash(self, exc: BaseException, *, stop: bool = True) -> None:
         self._crashed = True
+        for timer in self._timers:
+            timer.cancel()
         ticket, self._ticket = self._ticket, None
-        if ticket is not None and ticket.started:
+        if ticket is not None and ticket.started and ticket not in self._deferred:
             ticket.respond(ticket, False, Internal(f"{self.name} crashed: {exc}"))
+        for waiting in self._deferred:  # started, never answered: the outcome is unknown
+            waiting.respond(waiting, False, Internal(f"{self.name} crashed: {exc}"))
+        self._deferred.clear()
         tb = "".join(traceback.format_exception(exc))
         self.log.opt(exception=exc).error("{} crashed: {!r}", self.name, exc)
         try:
@@ -253,20 +302,26 @@ class PersistentActor(Actor, Generic[S]):
 
     # -- persistence -------------------------------------------------------------------------
 
-    def persist(self, *events: NewEvent, result: Callable[[S], Any] | None = None) -> Any:
+    def persist(
+        self,
+        *events: NewEvent,
+        result: Callable[[S], Any] | None = None,
+        ticket: Ticket | None = None,
+    ) -> Any:
         """Journal `events`, then apply them; return `result(new_state)`.
 
         Blocks this actor until the events are durable. The new state is computed first (apply
         is pure) so that the reply can be recorded with the events in the same transaction when
         the request carries an idempotency key. A journal failure raises JournalError: a crash,
-        since nobody can know whether the events were saved.
+        since nobody can know whether the events were saved. `ticket` names the request whose
+        idem record this is, for a deferred request (default: the command being handled).
         """
         new_state = self.state
         for event in events:
             new_state = self.apply(new_state, event)
         value = result(new_state) if result is not None else None
         idem = None
-        ticket = self._ticket
+        ticket = ticket or self._ticket
         if ticket is not None and ticket.idem is not None and result is not None:
             idem = IdemRecord(
                 ticket.idem,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from tek_actors.runtime import (
     FakeClock,
     Intensity,
     PersistentActor,
+    StatusQuery,
     Strategy,
     Supervisor,
     SupervisorHandle,
@@ -67,6 +69,54 @@ class OtherActor(CounterActor):
     domain = "other"
 
 
+@dataclass(frozen=True)
+class Finish:
+    ticket: Ticket
+    n: int
+
+
+class LaterPayload(WireModel):
+    n: int
+    delay_s: float
+
+
+class PokePayload(WireModel):
+    name: str
+
+
+class WaiterActor(PersistentActor[CounterState]):
+    """Answers later (defer/after/answer), and tells other actors by name (send)."""
+
+    domain = "waiter"
+    state_model = CounterState
+
+    def apply(self, state: CounterState, event: NewEvent) -> CounterState:
+        return CounterState(total=state.total + event.data["n"])
+
+    @command("waiter.add_later", LaterPayload)
+    def add_later(self, payload: LaterPayload) -> None:
+        self.after(payload.delay_s, Finish(self.defer(), payload.n))
+
+    @command("waiter.poke", PokePayload)
+    def poke(self, payload: PokePayload) -> bool:
+        return self.send(payload.name, StatusQuery())
+
+    @command("waiter.get", EmptyPayload)
+    def get(self, payload: EmptyPayload) -> dict[str, int]:
+        return {"total": self.state.total}
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, Finish):
+            value = self.persist(
+                NewEvent("waiter.added", {"n": message.n}),
+                result=lambda s: {"total": s.total},
+                ticket=message.ticket,
+            )
+            self.answer(message.ticket, value)
+            return None
+        return super().on_message(message)
+
+
 class Tree:
     """A supervisor with `counter` then `other`, answering tickets synchronously for tests."""
 
@@ -86,6 +136,7 @@ class Tree:
         specs = [
             ChildSpec("counter", CounterActor, **child),
             ChildSpec("other", OtherActor, **child),
+            ChildSpec("waiter", WaiterActor, **child),
         ]
         self.handle: SupervisorHandle | None = None
         ref = Supervisor.start(
@@ -126,6 +177,7 @@ class Tree:
             lambda n, d: None,
             self.handle.child_exited,
             options,
+            self.directory.lookup,
         )
 
     def ask(self, name: str, type_name: str, payload: dict[str, Any] | None = None) -> Any:

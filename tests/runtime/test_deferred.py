@@ -1,0 +1,66 @@
+"""Commands that answer later (defer/after/answer), timers that die with their actor, and
+telling other actors by name."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import msgpack
+
+from tek_actors.errors import Internal
+from tek_actors.runtime import Ticket
+
+
+def _submit(
+    tree: Any, name: str, type_name: str, payload: dict[str, Any], idem: str | None = None
+) -> tuple[threading.Event, list[Any]]:
+    done, answer = threading.Event(), []
+
+    def respond(ticket: Ticket, ok: bool, value: Any) -> None:
+        answer.append((ok, value))
+        done.set()
+
+    tree.directory.lookup(name).tell(
+        Ticket(type_name, payload, respond, idem=idem, idem_digest=b"d" if idem else None)
+    )
+    return done, answer
+
+
+def test_a_deferred_command_answers_when_its_timer_fires(make_tree: Any) -> None:
+    tree = make_tree()
+    done, answer = _submit(
+        tree, "waiter", "waiter.add_later", {"n": 4, "delay_s": 2.0}, idem="later-1"
+    )
+    tree.ask("waiter", "waiter.get")  # the command ran (and deferred) before this answers
+    assert not done.is_set()
+    tree.clock.advance(1.9)
+    assert not done.is_set()
+    tree.clock.advance(0.1)
+    assert done.wait(5) and answer == [(True, {"total": 4})]
+    record = tree.journal.idem_lookup("later-1")  # recorded with the deferred request's event
+    assert record is not None and msgpack.unpackb(record.reply) == {"total": 4}
+
+
+def test_a_crash_answers_every_deferred_request_and_cancels_its_timers(make_tree: Any) -> None:
+    tree = make_tree()
+    done, answer = _submit(tree, "waiter", "waiter.add_later", {"n": 1, "delay_s": 5.0})
+    tree.ask("waiter", "waiter.get")
+    tree.crash("waiter")
+    assert done.wait(5)
+    ok, error = answer[0]
+    assert not ok and isinstance(error, Internal)
+    assert tree.clock.pending() == 1  # only the supervisor's restart timer is left
+    tree.settle(0.5)
+    tree.clock.advance(10.0)  # the old incarnation's timer never fires into the new one
+    assert tree.ask("waiter", "waiter.get") == (True, {"total": 0})
+
+
+def test_send_reaches_the_current_incarnation_by_name(make_tree: Any) -> None:
+    tree = make_tree()
+    assert tree.ask("waiter", "waiter.poke", {"name": "counter"}) == (True, True)
+    assert tree.ask("waiter", "waiter.poke", {"name": "nobody"}) == (True, False)
+    tree.crash("counter")
+    assert tree.ask("waiter", "waiter.poke", {"name": "counter"}) == (True, False)  # restarting
+    tree.settle(0.5)
+    assert tree.ask("waiter", "waiter.poke", {"name": "counter"}) == (True, True)
