@@ -339,9 +339,16 @@ class Frontend(LocalRequests):
 
     def _drain_router(self) -> None:
         assert self._router is not None
+        self._unflushed = set()
+        try:
+            self._receive_burst(self._router)
+        finally:
+            self._flush_burst()
+
+    def _receive_burst(self, router: zmq.Socket[Any]) -> None:
         for _ in range(10_000):  # bounded, so posts and deadlines are never starved
             try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             identity = frames[0]
