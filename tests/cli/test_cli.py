@@ -78,3 +78,55 @@ def test_events_restart_and_status_json(home: Path) -> None:
         assert [e["event"] for e in lines] == ["gateway.started", "gateway.started"]
     finally:
         assert tek(home, "gateway", "stop").returncode == 0
+
+
+def test_events_follow_keeps_going_through_a_restart(home: Path) -> None:
+    import queue
+    import threading
+
+    from tek_actors.testing import GatewayProcess
+
+    gateway = GatewayProcess(home).start()
+    follower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tek_actors",
+            "--home",
+            str(home),
+            "--json",
+            "events",
+            "--since",
+            "0",
+            "--follow",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, TEK_LOG_LEVEL="WARNING"),
+    )
+    client = gateway.client()
+    seen: list[dict[str, object]] = []
+    reader: threading.Thread | None = None
+    try:
+        client.call("probe.append", {"key": "before"})
+        assert tek(home, "gateway", "restart", "--grace-ms", "200").returncode == 0
+        client.call("probe.append", {"key": "after"})
+        assert follower.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout])
+        reader.start()
+        while sum(isinstance(e["seq"], int) for e in seen) < 4:
+            seen.append(json.loads(lines.get(timeout=20)))
+    finally:
+        follower.terminate()
+        follower.communicate(timeout=10)
+        client.close()
+        gateway.terminate()
+    assert [e["event"] for e in seen] == [
+        "gateway.started",
+        "probe.appended",
+        "gateway.started",
+        "probe.appended",
+    ]
+    assert [e["seq"] for e in seen] == [1, 2, 3, 4]
