@@ -101,32 +101,35 @@ def test_events_follow_keeps_going_through_a_restart(home: Path) -> None:
             "--follow",
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         env=dict(os.environ, TEK_LOG_LEVEL="WARNING"),
     )
+    assert follower.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in follower.stdout])
+    reader.start()
     client = gateway.client()
     seen: list[dict[str, object]] = []
-    reader: threading.Thread | None = None
     try:
         client.call("probe.append", {"key": "before"})
         assert tek(home, "gateway", "restart", "--grace-ms", "200").returncode == 0
         client.call("probe.append", {"key": "after"})
-        assert follower.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in follower.stdout])
-        reader.start()
         while sum(isinstance(e["seq"], int) for e in seen) < 4:
             seen.append(json.loads(lines.get(timeout=20)))
     finally:
         follower.terminate()
-        follower.communicate(timeout=10)
+        follower.wait(10)
+        reader.join(10)  # it ends at the pipe's end of file
+        follower.stdout.close()
         client.close()
         gateway.terminate()
-    assert [e["event"] for e in seen] == [
+    durable = [e for e in seen if isinstance(e["seq"], int)]
+    assert [e["event"] for e in durable] == [
         "gateway.started",
         "probe.appended",
         "gateway.started",
         "probe.appended",
     ]
-    assert [e["seq"] for e in seen] == [1, 2, 3, 4]
+    assert [e["seq"] for e in durable] == [1, 2, 3, 4]
+    assert "gateway.shutdown_imminent" in [e["event"] for e in seen]  # shown, never replayed
