@@ -113,6 +113,8 @@ def test_events_follow_keeps_going_through_a_restart(home: Path) -> None:
     seen: list[dict[str, object]] = []
     try:
         client.call("probe.append", {"key": "before"})
+        while len(seen) < 2:  # the follower is connected and has caught up
+            seen.append(json.loads(lines.get(timeout=20)))
         assert tek(home, "gateway", "restart", "--grace-ms", "200").returncode == 0
         client.call("probe.append", {"key": "after"})
         while sum(isinstance(e["seq"], int) for e in seen) < 4:

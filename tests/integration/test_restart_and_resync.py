@@ -192,3 +192,20 @@ def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(mak
         < order.index(("gateway.started", None))
         < order.index(("probe.appended", "late"))
     )  # sent only after the new boot
+
+
+def test_a_live_client_delivers_its_outbox_once_the_gateway_comes_up(home: Any) -> None:
+    from tek_actors.testing import GatewayProcess
+
+    endpoint = f"ipc://{home}/run/gateway.sock"
+    client = Client(endpoint, outbox=home / "outbox.db")
+    try:
+        futures = [client.submit("probe.append", {"key": f"k{i}"}) for i in range(5)]
+        assert not any(f.done() for f in futures)  # no gateway yet: kept, not failed
+        with GatewayProcess(home) as gateway:
+            assert [f.result(30)["count"] for f in futures] == [1, 2, 3, 4, 5]
+            assert client.wait_outbox_empty(timeout=10)
+            assert client.call("probe.get")["order"] == [f"k{i}" for i in range(5)]
+            assert gateway.terminate() == 0
+    finally:
+        client.close()
