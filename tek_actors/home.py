@@ -45,9 +45,11 @@ class TekHome:
             root = Path(chosen).expanduser().absolute()
             return cls(root, root / "state", root / "run")
         state = Path(platformdirs.user_state_dir("tek"))
-        runtime = Path(platformdirs.user_runtime_dir("tek"))
-        if not runtime.parent.is_dir():  # no /run/user/<uid> (no login session): keep it private
-            runtime = state / "run"
+        # Without a login session there is no private runtime folder (platformdirs would fall
+        # back to a shared /tmp path, with a warning): keep run files under state/ instead.
+        runtime = state / "run"
+        if os.environ.get("XDG_RUNTIME_DIR"):
+            runtime = Path(platformdirs.user_runtime_dir("tek"))
         return cls(Path(platformdirs.user_config_dir("tek")), state, runtime)
 
     @property
