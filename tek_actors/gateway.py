@@ -197,6 +197,7 @@ class Gateway:
             on_restarted=self._actor_restarted,
             on_degraded=self._set_degraded,
             on_escalate=lambda reason: self._fatal(reason),
+            on_starting=self._fence,
         )
         self._supervisor = SupervisorHandle(ref)
         self._frontend = Frontend(
@@ -225,6 +226,11 @@ class Gateway:
         self._frontend.set_accepting(True)
         self._state = "running"
         logger.info("gateway {} serving {} (boot {})", __version__, self.endpoint, self.boot_id)
+
+    def _fence(self, name: str, incarnation: int) -> None:
+        """Before an incarnation starts: no write of an older one can land after its replay."""
+        if self._journal is not None:
+            self._journal.fence(name, incarnation)
 
     def _post_events(self, records: list[EventRecord]) -> None:
         if self._frontend is not None:

@@ -331,7 +331,9 @@ class PersistentActor(Actor, Generic[S]):
                 None,
             )
         if events or idem is not None:
-            future = self.ctx.journal.append(self.name, events, idem=idem)
+            future = self.ctx.journal.append(
+                self.name, events, idem=idem, incarnation=self.ctx.incarnation
+            )
             try:
                 records = future.result(timeout=_PERSIST_TIMEOUT_S)
             except TimeoutError as exc:

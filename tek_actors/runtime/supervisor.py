@@ -162,6 +162,7 @@ class Supervisor(pykka.ThreadingActor):
         on_restarted: Callable[[str, int, str], None] = lambda name, restarts, error: None,
         on_degraded: Callable[[bool], None] = lambda degraded: None,
         on_escalate: Callable[[str], None] = lambda reason: None,
+        on_starting: Callable[[str, int], None] = lambda name, incarnation: None,
         rng: random.Random | None = None,
     ) -> None:
         super().__init__()
@@ -178,6 +179,7 @@ class Supervisor(pykka.ThreadingActor):
         self._on_restarted = on_restarted
         self._on_degraded = on_degraded
         self._on_escalate = on_escalate
+        self._on_starting = on_starting
         self._rng = rng or random.Random()
         self._generation = 0
         self._timers: list[Timer] = []
@@ -225,6 +227,7 @@ class Supervisor(pykka.ThreadingActor):
         if child.fail_starts:
             options["fail_start"] = child.fail_starts
             child.fail_starts -= 1
+        self._on_starting(child.spec.name, child.incarnation)  # e.g. fence older incarnations
         ctx = self._make_context(child.spec.name, child.incarnation, options)
         child.started_at = self._clock.monotonic()
         child.ref = child.spec.actor_class.start(ctx)

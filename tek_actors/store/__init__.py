@@ -1,13 +1,14 @@
 """Durable storage: the journal (events, snapshots, idempotency records) and atomic files."""
 
 from tek_actors.store.files import fsync_dir, remove_quietly, write_atomic
-from tek_actors.store.journal import EventRecord, IdemRecord, Journal, NewEvent
+from tek_actors.store.journal import EventRecord, IdemRecord, Journal, NewEvent, StaleWriter
 
 __all__ = [
     "EventRecord",
     "IdemRecord",
     "Journal",
     "NewEvent",
+    "StaleWriter",
     "fsync_dir",
     "remove_quietly",
     "write_atomic",

@@ -35,7 +35,14 @@ from loguru import logger
 from tek_actors.errors import JournalError
 from tek_actors.store.files import fsync_dir
 
-__all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent"]
+__all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent", "StaleWriter"]
+
+
+class StaleWriter(JournalError):
+    """A bug's or a stuck thread's fault: an actor incarnation that was replaced tried to write.
+
+    Not a disk failure: the journal goes on; only that write is refused."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -118,13 +125,20 @@ class _Op(abc.ABC):
 
 
 class _Append(_Op):
-    __slots__ = ("actor", "events", "idem", "records")
+    __slots__ = ("actor", "events", "idem", "incarnation", "records")
 
-    def __init__(self, actor: str, events: Sequence[NewEvent], idem: IdemRecord | None) -> None:
+    def __init__(
+        self,
+        actor: str,
+        events: Sequence[NewEvent],
+        idem: IdemRecord | None,
+        incarnation: int | None,
+    ) -> None:
         super().__init__()
         self.actor = actor
         self.events = events
         self.idem = idem
+        self.incarnation = incarnation
         self.records: list[EventRecord] = []
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
@@ -162,6 +176,19 @@ class _Append(_Op):
                 ),
             )
         return self.records
+
+
+class _Fence(_Op):
+    """From now on, only `incarnation` (or newer) of `actor` may append."""
+
+    __slots__ = ("actor", "incarnation")
+
+    def __init__(self, actor: str, incarnation: int) -> None:
+        super().__init__()
+        self.actor, self.incarnation = actor, incarnation
+
+    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
+        journal._fences[self.actor] = self.incarnation
 
 
 class _Snapshot(_Op):
@@ -250,6 +277,7 @@ class Journal:
         self._next_seq = 0
         self._head_seq = 0
         self._failed: JournalError | None = None
+        self._fences: dict[str, int] = {}
         self._closed = False
         self.batches = 0  # how many transactions the writer committed (for tests and bench)
 
@@ -312,14 +340,28 @@ class Journal:
         return self._failed
 
     def append(
-        self, actor: str, events: Sequence[NewEvent], *, idem: IdemRecord | None = None
+        self,
+        actor: str,
+        events: Sequence[NewEvent],
+        *,
+        idem: IdemRecord | None = None,
+        incarnation: int | None = None,
     ) -> Future[list[EventRecord]]:
         """Queue events (and the idempotency record of the request that caused them).
 
         Does not block. The future resolves with the stored records once they are durable, or
-        fails with JournalError.
+        fails with JournalError (StaleWriter if `incarnation` was fenced off).
         """
-        return self._submit(_Append(actor, events, idem))
+        return self._submit(_Append(actor, events, idem, incarnation))
+
+    def fence(self, actor: str, incarnation: int, *, timeout: float = 30.0) -> None:
+        """Refuse, from now on, appends by older incarnations of `actor`.
+
+        Blocks until the writer has committed everything queued before: once this returns, no
+        append of an older incarnation can reach the disk, so the new incarnation's rehydration
+        sees the last write the old one will ever make.
+        """
+        self._submit(_Fence(actor, incarnation)).result(timeout)
 
     def save_snapshot(self, actor: str, seq: int, state: bytes) -> Future[None]:
         """Queue a snapshot of `actor` valid at `seq`; the newest two per actor are kept."""
@@ -375,6 +417,7 @@ class Journal:
         return False
 
     def _commit(self, cur: sqlite3.Cursor, batch: list[_Op]) -> bool:
+        batch = self._drop_stale(batch)
         ts = self._now()
         seq_before = self._next_seq
         results: list[Any] = []
@@ -399,6 +442,27 @@ class Journal:
         for op, result in zip(batch, results, strict=True):
             op.future.set_result(result)
         return True
+
+    def _drop_stale(self, batch: list[_Op]) -> list[_Op]:
+        """Fail the appends of fenced-off incarnations; keep the rest in order."""
+        kept: list[_Op] = []
+        fences = dict(self._fences)
+        for op in batch:
+            if isinstance(op, _Fence):
+                fences[op.actor] = op.incarnation
+            elif (
+                isinstance(op, _Append)
+                and op.incarnation is not None
+                and op.incarnation < fences.get(op.actor, 0)
+            ):
+                op.future.set_exception(
+                    StaleWriter(
+                        f"{op.actor} incarnation {op.incarnation} was replaced; write refused"
+                    )
+                )
+                continue
+            kept.append(op)
+        return kept
 
     def _fail(self, batch: list[_Op], exc: BaseException) -> None:
         with contextlib.suppress(Exception):

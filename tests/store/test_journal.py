@@ -150,3 +150,18 @@ def test_closed_journal_refuses_appends(tmp_path: Path) -> None:
     journal.close()
     with pytest.raises(JournalError):
         journal.append("a", [NewEvent("x.e", {})]).result(1)
+
+
+def test_a_fenced_off_incarnation_cannot_write(journal: Journal) -> None:
+    from tek_actors.store import StaleWriter
+
+    journal.append("a", [NewEvent("x.old", {})], incarnation=1).result(5)
+    queued = journal.append("a", [NewEvent("x.queued", {})], incarnation=1)
+    journal.fence("a", 2)  # returns once everything queued before it is decided
+    assert queued.result(5)[0].type == "x.queued"  # queued before the fence: written
+    with pytest.raises(StaleWriter):
+        journal.append("a", [NewEvent("x.stale", {})], incarnation=1).result(5)
+    journal.append("a", [NewEvent("x.new", {})], incarnation=2).result(5)
+    journal.append("b", [NewEvent("y.other", {})], incarnation=1).result(5)  # per actor
+    assert [e.type for e in journal.read_since(0)] == ["x.old", "x.queued", "x.new", "y.other"]
+    assert journal.failed is None  # a stale writer is not a disk failure: the journal goes on
