@@ -38,13 +38,18 @@ def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)  # logs may name paths and clients: owner only
 
 
-def configure_logging(level: str | None = None, *, log_file: Path | None = None) -> None:
+def configure_logging(
+    level: str | None = None, *, log_file: Path | None = None, stderr: bool = True
+) -> None:
     defaults = logging_defaults()
     level = (level or os.environ.get("TEK_LOG_LEVEL") or defaults["level"]).upper()
     logger.remove()
     logger.configure(extra={"actor": "-"})
     logger.enable("tek_actors")
-    logger.add(sys.stderr, level=level, format=defaults["format"], backtrace=False, diagnose=False)
+    if stderr:
+        logger.add(
+            sys.stderr, level=level, format=defaults["format"], backtrace=False, diagnose=False
+        )
     if log_file is not None:
         logger.add(
             log_file,

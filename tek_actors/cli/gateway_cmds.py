@@ -28,16 +28,24 @@ def gateway() -> None:
 @click.option("--token", envvar="TEK_TOKEN", help="Token clients must send in hello (tcp).")
 @click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default from logging.json).")
 @click.option("--log-file", is_flag=True, help="Also log to <state>/gateway.log (rotated).")
+@click.option("--quiet", is_flag=True, help="With --log-file: log only to the file.")
 @click.pass_obj
 def run(
-    out: Output, endpoint: str | None, token: str | None, log_level: str | None, log_file: bool
+    out: Output,
+    endpoint: str | None,
+    token: str | None,
+    log_level: str | None,
+    log_file: bool,
+    quiet: bool,
 ) -> None:
     """Run the gateway in the foreground until SIGTERM/SIGINT or gateway.shutdown."""
     from tek_actors.cli._logging import configure_logging
     from tek_actors.gateway import Gateway
 
     home = out.home
-    configure_logging(log_level, log_file=home.log_path if log_file else None)
+    configure_logging(
+        log_level, log_file=home.log_path if log_file else None, stderr=not (quiet and log_file)
+    )
     try:
         gw = Gateway(home, endpoint=endpoint or out.endpoint, token=token or out.token)
         code = gw.run()
@@ -77,6 +85,7 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
         "gateway",
         "run",
         "--log-file",
+        "--quiet",
     ]
     bind = endpoint or out.endpoint
     if bind:

@@ -42,7 +42,9 @@ def test_start_then_stop_leaves_nothing_behind(home: Path) -> None:
     assert status.returncode == 0 and "running" in status.stdout and "retention" in status.stdout
     stopped = tek(home, "gateway", "stop")
     assert stopped.returncode == 0, stopped.stderr
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    state = home / "state"
+    assert (state / "gateway.out").read_text() == ""  # the daemon logs to its file only
+    assert stat.S_IMODE(os.stat(state / "gateway.log").st_mode) == 0o600
     assert sorted(p.name for p in run.iterdir()) == []  # no socket, lock or connection file
 
 
