@@ -22,19 +22,21 @@ def _ours(thread: threading.Thread) -> bool:
 def _no_leftovers() -> Iterator[None]:
     before_threads = {t.ident for t in threading.enumerate()}
     before_children = {p.pid for p in psutil.Process().children(recursive=True)}
+    before_actors = {ref.actor_urn for ref in pykka.ActorRegistry.get_all()}
     yield
     left = [t for t in threading.enumerate() if t.ident not in before_threads and _ours(t)]
     for thread in left:
         thread.join(5.0)  # a stopping thread may need a moment to unwind; it must finish
     names = [t.name for t in left if t.is_alive()]
-    actors = [str(ref) for ref in pykka.ActorRegistry.get_all()]
+    new_actors = [r for r in pykka.ActorRegistry.get_all() if r.actor_urn not in before_actors]
+    actors = [str(ref) for ref in new_actors]
     children = [
         p
         for p in psutil.Process().children(recursive=True)
         if p.pid not in before_children and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     ]
-    if actors:
-        pykka.ActorRegistry.stop_all()  # tests only: so one leak does not cascade
+    for ref in new_actors:  # so one leak does not cascade into the next test
+        ref.stop(block=False)
     for child in children:
         child.kill()
     assert not names, f"threads left running: {names}"

@@ -94,6 +94,7 @@ class LocalRequests(Delivery):
     def _bye(self, client: ClientSession, request: Request) -> None:
         """The client is closing: answer, then forget its session."""
         self._reply(client, ok_reply(request.id, {}))
+        self._flush(client)  # now: the session, and its queue, are gone next
         self._drop_client(client.identity)
 
     def _ping(self, client: ClientSession, request: Request) -> None:
