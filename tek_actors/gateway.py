@@ -72,7 +72,10 @@ class Gateway:
         clock: Clock | None = None,
         test_hooks: bool | None = None,
         extra_children: list[ChildSpec] | None = None,
+        embedded: bool = False,
     ) -> None:
+        """`embedded`: runs inside a host process: inproc:// unless `endpoint` says otherwise,
+        and no connection file (the socket, if any, is the host's business)."""
         self.home = home if isinstance(home, TekHome) else TekHome.resolve(home)
         if settings is None:
             settings = load_settings(self.home.config_path, endpoint=endpoint, token=token)
@@ -100,7 +103,7 @@ class Gateway:
         self._lifecycle_lock = threading.Lock()
         self._lifecycle_thread: threading.Thread | None = None
         self._done = threading.Event()
-        self._embedded = False
+        self._embedded = embedded
         self._pending_exit: int | None = None
         self.endpoint = ""
 
@@ -511,8 +514,7 @@ class Gateway:
         cls, home: str | os.PathLike[str] | TekHome | None = None, **kwargs: Any
     ) -> Iterator[Gateway]:
         """A gateway inside the host process, on inproc:// (no socket file, no connection file)."""
-        gateway = cls(home, **kwargs)
-        gateway._embedded = True
+        gateway = cls(home, embedded=True, **kwargs)
         gateway.start()
         try:
             yield gateway

@@ -45,8 +45,7 @@ def open_rig(home: Path, transport: str, **settings: Any) -> tuple[Gateway, Rig]
         from tek_actors import GatewaySettings
 
         kwargs["settings"] = GatewaySettings(**settings)
-    gateway = Gateway(home, **kwargs)
-    gateway._embedded = True  # in this process, whatever the endpoint
+    gateway = Gateway(home, embedded=True, **kwargs)
     gateway.start()
     return gateway, Rig(gateway, transport)
 

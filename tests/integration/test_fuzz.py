@@ -99,8 +99,9 @@ class Peer:
 @pytest.fixture(scope="module")
 def fuzzed() -> Iterator[tuple[Gateway, Peer]]:
     home = Path(tempfile.mkdtemp(prefix="tkfz", dir="/tmp"))  # short: ipc paths are limited
-    gateway = Gateway(home, endpoint=f"ipc://{home}/run/gateway.sock", test_hooks=True)
-    gateway._embedded = True
+    gateway = Gateway(
+        home, endpoint=f"ipc://{home}/run/gateway.sock", test_hooks=True, embedded=True
+    )
     gateway.start()
     peer = Peer(gateway.endpoint)
     try:
