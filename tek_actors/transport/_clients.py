@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-Mode = Literal["none", "catchup", "live"]
+Mode = Literal["none", "resyncing", "catchup", "live"]
 
 # Control events every client that said hello receives, whatever its topics.
 CONTROL_EVENTS = frozenset({"gateway.shutdown_imminent", "gateway.heartbeat"})

@@ -5,10 +5,12 @@ A mixin of Frontend; runs on the frontend thread."""
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar
 
+from loguru import logger
 from pydantic import Field, StrictInt, StrictStr, ValidationError
 
 from tek_actors.errors import Unauthorized, Unavailable, UnknownType
@@ -39,6 +41,7 @@ class LocalRequests(Delivery):
     """Handlers keyed by type in LOCAL; each answers on the client's session."""
 
     _control: GatewayControl
+    _post: Callable[[tuple[Any, ...]], None]  # Frontend's thread-safe post to its own loop
     _version: str
 
     def _hello(self, client: ClientSession, request: Request) -> None:
@@ -87,7 +90,7 @@ class LocalRequests(Delivery):
             ),
         )
         if resync == "snapshot":
-            self._send_snapshots(client)
+            self._gather_snapshots(client)
         elif resync == "replay":
             self._catching_up.add(client.identity)
 
@@ -138,8 +141,28 @@ class LocalRequests(Delivery):
         "test.crash": _test_crash,
     }
 
-    def _send_snapshots(self, client: ClientSession) -> None:
-        states = self._control.sync_states(client.wants_domain)
+    def _gather_snapshots(self, client: ClientSession) -> None:
+        """Ask the actors for their state off this thread (they may take a while); the answer
+        comes back as a post and is sent by `_send_snapshots`. Events meanwhile are not lost:
+        the client then catches up from the journal."""
+        client.mode = "resyncing"
+        identity, wants = client.identity, client.wants_domain
+
+        def gather() -> None:
+            try:
+                states = self._control.sync_states(wants)
+            except Exception:
+                logger.opt(exception=True).error("gathering sync.snapshot states failed")
+                states = []
+            self._post(("snapshots", identity, states))
+
+        threading.Thread(target=gather, name="tek-resync", daemon=True).start()
+
+    def _send_snapshots(
+        self, client: ClientSession, states: list[tuple[str, str, int, Any]]
+    ) -> None:
+        if client.mode != "resyncing":
+            return  # it said hello again meanwhile: that hello decides
         for domain, actor, seq, state in states:
             client.floors[actor] = seq
             frame = self._codec.encode(

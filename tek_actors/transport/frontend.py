@@ -5,8 +5,8 @@ requests it owns (`hello`, `gateway.*`) itself, and routes `domain.verb` to the 
 the domain as a `Ticket`. Actors answer through `Ticket.respond`, which posts back to this thread
 through a queue and a wake-up socket pair; the journal posts committed events the same way, in
 seq order. Everything that talks to the socket happens on this thread (ZeroMQ sockets are not
-thread-safe), and nothing on this thread waits for an actor, except `sync.snapshot` resyncs,
-which ask each actor for its state with a short timeout.
+thread-safe), and nothing on this thread waits for an actor (a `sync.snapshot` resync gathers
+the actors' states on a short-lived thread and posts them back).
 
 Bounds: frames over `max_frame_bytes` get `too_large` (up to 4x the bound; past that the socket
 itself drops the connection); every request has a deadline; each client's out-queue is bounded
@@ -192,6 +192,10 @@ class Frontend(LocalRequests):
             except (BlockingIOError, OSError):
                 pass  # the pipe is full (a wake-up is pending anyway) or closed
 
+    def _post(self, item: tuple[Any, ...]) -> None:
+        self._posts.put(item)
+        self._wake()
+
     def respond(self, ticket: Ticket, ok: bool, value: Any) -> None:
         """Ticket.respond target: an actor's answer, posted to the frontend thread."""
         self._posts.put(("reply", ticket, ok, value))
@@ -336,6 +340,10 @@ class Frontend(LocalRequests):
                 self.boot_id = post[1]
             elif kind == "cancel_unstarted":
                 self._cancel_where(lambda p: True, "the gateway is restarting")
+            elif kind == "snapshots":
+                client = self._clients.get(post[1])
+                if client is not None:
+                    self._send_snapshots(client, post[2])
 
     def _drain_router(self) -> None:
         assert self._router is not None
