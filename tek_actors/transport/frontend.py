@@ -425,10 +425,6 @@ class Frontend(LocalRequests):
             raise UnknownType(
                 f"unknown message type {request.type!r}", details={"type": request.type}
             )
-        if not self._accepting:
-            raise Unavailable(
-                "the gateway is restarting; retry shortly", retry_after_ms=self._refuse_retry_ms
-            )
         digest = None
         if request.idem is not None:
             digest = hashlib.sha256(
@@ -442,7 +438,12 @@ class Frontend(LocalRequests):
                         details={"field": "idem", "first_type": record.type},
                     )
                 self._reply(client, ok_reply(request.id, msgpack.unpackb(record.reply, raw=False)))
-                return
+                return  # a completed request's answer needs no actor, even during a restart
+        if not self._accepting:
+            raise Unavailable(
+                "the gateway is restarting; retry shortly", retry_after_ms=self._refuse_retry_ms
+            )
+        if request.idem is not None:
             running = self._idem_running.get(request.idem)
             if running is not None:  # the first copy is still running: this one gets its answer
                 first = self._pending[running]
