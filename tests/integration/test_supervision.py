@@ -67,3 +67,28 @@ def _wait_for(client: Any, predicate: Any) -> dict[str, Any]:
         if predicate(status):
             return status  # type: ignore[no-any-return]
     raise AssertionError(f"never happened; last status: {status}")
+
+
+def test_a_journal_write_failure_is_never_acknowledged_and_stops_the_gateway(home: Any) -> None:
+    from tek_actors import Internal, Unavailable
+
+    with Gateway.embedded(home, test_hooks=True) as gw:
+        client = gw.client(timeout=10)
+        try:
+            client.call("probe.append", {"key": "kept"})
+            assert gw._journal is not None and gw._journal._writer is not None
+            gw._journal._writer.close()  # the disk goes away under the writer
+            try:
+                client.call("probe.append", {"key": "lost"})
+                raise AssertionError("a change that did not reach the disk was acknowledged")
+            except (Internal, Unavailable):
+                pass  # refused, as it must be: nothing reached the disk
+            assert gw.wait(20) == 1  # it cannot know what reached the disk: it exits
+        finally:
+            client.close()
+    with Gateway.embedded(home, test_hooks=True) as again:  # what systemd would do next
+        client = again.client()
+        try:
+            assert client.call("probe.get")["order"] == ["kept"]
+        finally:
+            client.close()
