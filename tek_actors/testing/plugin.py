@@ -1,13 +1,25 @@
-"""pytest plugin: every test must leave no thread, actor or child process behind."""
+"""pytest plugin (`-p tek_actors.testing.plugin`).
+
+- Every test must leave no thread, actor or child process behind (an autouse check).
+- Fixtures for programs built on the gateway: `tek_home`, `tek_gateway` (embedded, test hooks
+  on) and `tek_client`.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pykka
 import pytest
+
+from tek_actors.client import Client
+from tek_actors.gateway import Gateway
+from tek_actors.testing.process import running_gateway
 
 
 def _ours(thread: threading.Thread) -> bool:
@@ -42,3 +54,30 @@ def _no_leftovers() -> Iterator[None]:
     assert not names, f"threads left running: {names}"
     assert not actors, f"actors left running: {actors}"
     assert not children, f"child processes left running: {[c.pid for c in children]}"
+
+
+@pytest.fixture
+def tek_home() -> Iterator[Path]:
+    """A private, short folder for a gateway's home (Unix socket paths are limited in length)."""
+    path = Path(tempfile.mkdtemp(prefix="tek", dir="/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def tek_gateway(tek_home: Path) -> Iterator[Gateway]:
+    """An embedded gateway with test hooks on (the `probe` actor, `test.crash`)."""
+    with running_gateway(tek_home) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def tek_client(tek_gateway: Gateway) -> Iterator[Client]:
+    """A Client connected to `tek_gateway` over inproc."""
+    client = tek_gateway.client()
+    try:
+        yield client
+    finally:
+        client.close()
