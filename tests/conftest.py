@@ -1,19 +1,13 @@
-"""Shared fixtures. `home` is a short private folder (ipc socket paths are limited in length)."""
+"""Shared fixtures. `home` is the plugin's `tek_home`: a short private folder (ipc socket paths
+are limited in length), removed afterwards."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture
-def home() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="tk", dir="/tmp"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def home(tek_home: Path) -> Path:
+    return tek_home

@@ -15,6 +15,7 @@ itself drops the connection); every request has a deadline; each client's out-qu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import itertools
@@ -187,10 +188,9 @@ class Frontend(LocalRequests):
     def _wake(self) -> None:
         if not self._signalled:
             self._signalled = True
-            try:
+            # A full pipe already holds a pending wake-up; a closed one means we are stopping.
+            with contextlib.suppress(BlockingIOError, OSError):
                 self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full (a wake-up is pending anyway) or closed
 
     def _post(self, item: tuple[Any, ...]) -> None:
         self._posts.put(item)
