@@ -15,6 +15,7 @@ from loguru import logger
 
 from tek_actors._version import __version__
 from tek_actors.client import Client
+from tek_actors.config import Config, GatewaySettings
 from tek_actors.errors import (
     BadFrame,
     Conflict,
@@ -35,13 +36,13 @@ from tek_actors.errors import (
 )
 from tek_actors.gateway import Gateway
 from tek_actors.home import TekHome
-from tek_actors.settings import GatewaySettings
 
 logger.disable("tek_actors")  # a library adds no sinks; the CLI and the daemon configure loguru
 
 __all__ = [
     "BadFrame",
     "Client",
+    "Config",
     "Conflict",
     "ConnectionLost",
     "Gateway",

@@ -33,6 +33,7 @@ from loguru import logger
 
 from tek_actors._version import __version__
 from tek_actors.actors import RetentionTicker
+from tek_actors.config import Config, ConfigActor, ConfigStore
 from tek_actors.errors import InvalidValue, Unavailable
 from tek_actors.home import HomeLock, TekHome
 from tek_actors.runtime import (
@@ -47,7 +48,6 @@ from tek_actors.runtime import (
     SupervisorHandle,
     SyncStateQuery,
 )
-from tek_actors.settings import GatewaySettings, load_settings
 from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly, write_atomic
 from tek_actors.transport import Frontend, FrontendSettings
 
@@ -66,22 +66,30 @@ class Gateway:
         self,
         home: str | os.PathLike[str] | TekHome | None = None,
         *,
-        settings: GatewaySettings | None = None,
         endpoint: str | None = None,
         token: str | None = None,
         clock: Clock | None = None,
         test_hooks: bool | None = None,
         extra_children: list[ChildSpec] | None = None,
         embedded: bool = False,
+        config_watch_s: float = 1.0,
     ) -> None:
         """`embedded`: runs inside a host process: inproc:// unless `endpoint` says otherwise,
-        and no connection file (the socket, if any, is the host's business)."""
+        and no connection file (the socket, if any, is the host's business).
+
+        The `gateway` section of the configuration in force (config.json, or its last good
+        backup if the file cannot be used) is read here, once: those settings take effect at
+        a start. `endpoint` and `token` override it."""
         self.home = home if isinstance(home, TekHome) else TekHome.resolve(home)
-        if settings is None:
-            settings = load_settings(self.home.config_path, endpoint=endpoint, token=token)
-        else:
-            updates = {k: v for k, v in {"endpoint": endpoint, "token": token}.items() if v}
-            settings = settings.model_copy(update=updates)
+        loaded = ConfigStore(self.home.config_path).load(expected=False)
+        if loaded.problem is not None:
+            logger.warning(
+                "config.json is not used ({}); starting on {}",
+                loaded.problem.message,
+                loaded.source,
+            )
+        updates = {k: v for k, v in {"endpoint": endpoint, "token": token}.items() if v}
+        settings = loaded.config.gateway.model_copy(update=updates)
         if test_hooks is None:
             test_hooks = settings.test_hooks or os.environ.get("TEK_TEST_HOOKS") == "1"
         self.settings = settings
@@ -106,6 +114,7 @@ class Gateway:
         self._embedded = embedded
         self._pending_exit: int | None = None
         self.endpoint = ""
+        self.config_watch_s = config_watch_s  # how often config.json is checked for hand edits
 
     # -- assembling --------------------------------------------------------------------------
 
@@ -119,15 +128,17 @@ class Gateway:
         }
         specs = [
             ChildSpec(
-                "retention",
-                RetentionTicker,
+                "config",
+                ConfigActor,
                 options={
-                    "interval_s": self.settings.prune_interval_s,
-                    "keep_events": self.settings.journal_keep_events,
-                    "idem_retention_s": self.settings.idem_retention_s,
+                    "path": self.home.config_path,
+                    "hooks": {"frontend": self._apply_frontend_limits},
+                    "watch_s": self.config_watch_s,
+                    "snapshot_every": self.settings.snapshot_every,
                 },
                 **common,
             ),
+            ChildSpec("retention", RetentionTicker, **common),
         ]
         if self.test_hooks:
             from tek_actors.testing.probe import ProbeActor
@@ -141,6 +152,14 @@ class Gateway:
                 )
             )
         return specs + self._extra_children
+
+    def _apply_frontend_limits(self, config: Config) -> None:
+        """The frontend's live limits (called by the ConfigActor before it acknowledges)."""
+        if self._frontend is not None:
+            self._frontend.apply_limits(
+                default_timeout_ms=config.gateway.request_timeout_ms,
+                client_queue_bound=config.gateway.client_queue_bound,
+            )
 
     def _make_context(self, name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
         assert self._journal is not None and self._supervisor is not None

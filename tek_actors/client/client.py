@@ -467,7 +467,14 @@ class Client:
             return
         error = error_from_wire(message.get("error"))
         in_time = call.deadline is None or time.monotonic() < call.deadline
-        if error.code in RETRYABLE and call.retryable and not self._closing.is_set() and in_time:
+        final = (error.details or {}).get("retryable") is False  # another try cannot help
+        if (
+            error.code in RETRYABLE
+            and call.retryable
+            and not final
+            and not self._closing.is_set()
+            and in_time
+        ):
             call.sent = False
             call.retry_at = time.monotonic() + (error.retry_after_ms or 200) / 1000
             self._waiting.append(call)

@@ -41,6 +41,13 @@ class Ticker(Actor):
         if self._timer is not None:
             self._timer.cancel()
 
+    def reschedule(self, every: float) -> None:
+        """Tick every `every` seconds from now on (the pending tick is re-armed)."""
+        self.every = every
+        if self._timer is not None:
+            self._timer.cancel()
+            self._arm()
+
     def _arm(self) -> None:
         ref = self.actor_ref
         self._timer = self.ctx.clock.call_later(self.every, lambda: tell_quietly(ref, _TICK))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tek_actors.client import Client
+from tek_actors.config import CURRENT_VERSION
 from tek_actors.errors import TekError, Unavailable
 from tek_actors.gateway import Gateway
 from tek_actors.home import TekHome
@@ -26,6 +27,17 @@ def running_gateway(home: str | os.PathLike[str], **kwargs: Any) -> Iterator[Gat
     kwargs.setdefault("test_hooks", True)
     with Gateway.embedded(home, **kwargs) as gateway:
         yield gateway
+
+
+def write_config(home: str | os.PathLike[str] | TekHome, doc: dict[str, Any]) -> Path:
+    """Write `doc` as the home's config.json (current config_version unless it says one), as
+    a person would before starting the gateway. Returns the file's path."""
+    home = home if isinstance(home, TekHome) else TekHome.resolve(home)
+    home.ensure()
+    doc = {"config_version": CURRENT_VERSION, **doc}
+    home.config_path.write_text(json.dumps(doc, indent=2))
+    home.config_path.chmod(0o600)
+    return home.config_path
 
 
 class GatewayProcess:
@@ -48,8 +60,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(home) / "gateway-test.out"
         if settings is not None:
-            self.home.ensure()
-            self.home.config_path.write_text(json.dumps({"gateway": settings}))
+            write_config(self.home, {"gateway": settings})
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
         """Start it and return once it answers a ping from this very process."""

@@ -16,6 +16,7 @@ itself drops the connection); every request has a deadline; each client's out-qu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import heapq
 import itertools
@@ -220,6 +221,16 @@ class Frontend(LocalRequests):
         """While not accepting, new work is refused with `unavailable` + `retry_after_ms`."""
         self._posts.put(("accepting", accepting, retry_after_ms))
         self._wake()
+
+    def apply_limits(self, *, default_timeout_ms: int, client_queue_bound: int) -> None:
+        """The limits that apply live. The settings object is swapped whole (one reference
+        assignment), so the I/O thread reads either the old limits or the new ones; requests
+        that arrive after this returns get the new ones."""
+        self.settings = dataclasses.replace(
+            self.settings,
+            default_timeout_ms=default_timeout_ms,
+            client_queue_bound=client_queue_bound,
+        )
 
     def set_boot(self, boot_id: str) -> None:
         self._posts.put(("boot", boot_id))

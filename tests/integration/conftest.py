@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tek_actors import Client, Gateway
+from tek_actors.testing import write_config
 
 TOKEN = "t" * 32
 
@@ -42,9 +43,7 @@ def open_rig(home: Path, transport: str, **settings: Any) -> tuple[Gateway, Rig]
     elif transport == "tcp":
         kwargs.update(endpoint="tcp://127.0.0.1:*", token=TOKEN)
     if settings:
-        from tek_actors import GatewaySettings
-
-        kwargs["settings"] = GatewaySettings(**settings)
+        write_config(home, {"gateway": settings})
     gateway = Gateway(home, embedded=True, **kwargs)
     gateway.start()
     return gateway, Rig(gateway, transport)

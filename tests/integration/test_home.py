@@ -36,24 +36,3 @@ def test_tcp_without_a_token_is_refused(home: Path) -> None:
     with pytest.raises(InvalidValue) as caught:
         Gateway(home, endpoint="tcp://127.0.0.1:*").start()
     assert caught.value.details["path"] == "token"
-
-
-@pytest.mark.parametrize(
-    ("section", "path"),
-    [
-        ({"max_frame_bytes": 5}, "gateway.max_frame_bytes"),
-        ({"request_timeout_ms": "soon"}, "gateway.request_timeout_ms"),
-        ({"no_such_setting": 1}, "gateway.no_such_setting"),
-        ({"supervision": {"child_max_restarts": -1}}, "gateway.supervision.child_max_restarts"),
-    ],
-)
-def test_bad_gateway_settings_name_the_path_and_start_nothing(
-    home: Path, section: dict[str, object], path: str
-) -> None:
-    import json
-
-    (home / "config.json").write_text(json.dumps({"gateway": section}))
-    with pytest.raises(InvalidValue) as caught:
-        Gateway(home)
-    assert caught.value.details["path"] == path and path in caught.value.message
-    assert not (home / "run").exists()  # nothing was started or created

@@ -129,22 +129,24 @@ def test_a_client_resuming_from_pruned_history_gets_snapshots(make_rig: Any) -> 
     writer = rig.client()
     for i in range(6):
         writer.call("probe.append", {"key": f"k{i}", "value": i})
+    last_seq = writer.call("probe.get")["seq"]
     rig.gateway._directory.lookup("probe").ask(SnapshotNow(), timeout=5)
     assert rig.gateway._journal.prune(keep_events=0, idem_max_age_s=3600).result(5) > 0
     reader = rig.client()
     assert reader.hello(since_seq=0)["resync"] == "snapshot"
     snapshots = {}
-    for _ in range(2):  # one per domain this client follows: gateway and probe
+    for _ in range(3):  # one per domain this client follows: gateway, config and probe
         event = reader.next_event(5)
         assert event is not None and event["event"] == "sync.snapshot"
         snapshots[event["data"]["domain"]] = event
     assert snapshots["probe"]["data"]["state"]["order"] == [f"k{i}" for i in range(6)]
-    assert snapshots["probe"]["seq"] == 7
+    assert snapshots["config"]["data"]["state"]["value"]["gateway"]["snapshot_every"] == 2
+    assert snapshots["probe"]["seq"] == last_seq
     assert snapshots["gateway"]["data"]["state"]["state"] == "running"
     writer.call("probe.append", {"key": "after"})
     event = reader.next_event(5)
     assert event is not None and event["event"] == "probe.appended", event
-    assert event["data"]["key"] == "after" and event["seq"] == 8
+    assert event["data"]["key"] == "after" and event["seq"] == last_seq + 1
 
 
 def test_the_outbox_keeps_requests_while_the_gateway_is_down(home: Any) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tek_actors import Gateway, GatewaySettings
+from tek_actors import Gateway
 from tek_actors.runtime import FakeClock
+from tek_actors.testing import write_config
 from tests.integration.conftest import Rig
 
 
@@ -29,10 +30,9 @@ def test_a_crashed_actor_restarts_rehydrated_and_is_reported(make_rig: Any) -> N
 
 def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) -> None:
     clock = FakeClock()
-    settings = GatewaySettings(
-        supervision={"child_max_restarts": 1, "tree_max_restarts": 1, "backoff_jitter": 0.0}
-    )
-    with Gateway.embedded(home, settings=settings, clock=clock, test_hooks=True) as gw:
+    supervision = {"child_max_restarts": 1, "tree_max_restarts": 1, "backoff_jitter": 0.0}
+    write_config(home, {"gateway": {"supervision": supervision}})
+    with Gateway.embedded(home, clock=clock, test_hooks=True) as gw:
         client, watcher = gw.client(), gw.client()
         try:
             watcher.hello(topics=["gateway.actor_restarted"])

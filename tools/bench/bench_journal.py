@@ -80,8 +80,14 @@ def fsync_latency_ms(folder: Path, samples: int = 200) -> float:
     return statistics.median(times) * 1e3
 
 
-def writer(journal: Journal, stop: threading.Event, start: threading.Barrier,
-           counts: list[int], errors: list[BaseException], slot: int) -> None:
+def writer(
+    journal: Journal,
+    stop: threading.Event,
+    start: threading.Barrier,
+    counts: list[int],
+    errors: list[BaseException],
+    slot: int,
+) -> None:
     """Append one event, wait until it is durable, repeat until `stop`."""
     start.wait()
     done = 0
@@ -104,9 +110,15 @@ def run_turn(db_path: Path, max_batch: int, threads: int, duration: float) -> di
         start = threading.Barrier(threads + 1)
         counts = [0] * threads
         errors: list[BaseException] = []
-        workers = [threading.Thread(target=writer, args=(journal, stop, start, counts, errors, i),
-                                    name=f"bench-writer-{i}", daemon=True)
-                   for i in range(threads)]
+        workers = [
+            threading.Thread(
+                target=writer,
+                args=(journal, stop, start, counts, errors, i),
+                name=f"bench-writer-{i}",
+                daemon=True,
+            )
+            for i in range(threads)
+        ]
         for w in workers:
             w.start()
         start.wait()
@@ -124,9 +136,14 @@ def run_turn(db_path: Path, max_batch: int, threads: int, duration: float) -> di
         journal.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    return {"appends": appends, "seconds": elapsed, "rate": appends / elapsed,
-            "batches": batches, "per_batch": appends / max(batches, 1),
-            "commit_ms": elapsed / max(batches, 1) * 1e3}
+    return {
+        "appends": appends,
+        "seconds": elapsed,
+        "rate": appends / elapsed,
+        "batches": batches,
+        "per_batch": appends / max(batches, 1),
+        "commit_ms": elapsed / max(batches, 1) * 1e3,
+    }
 
 
 def main() -> None:
@@ -144,46 +161,72 @@ def main() -> None:
     base = pick_base_dir(args.dir)
     workdir = Path(tempfile.mkdtemp(prefix="tb-journal-", dir=base))
     mount_point, fstype = filesystem_of(workdir)
-    print(f"machine: nproc {os.cpu_count()}, python {platform.python_version()}, "
-          f"sqlite {sqlite3.sqlite_version}")
-    print(f"database folder {workdir} ({fstype} on {mount_point}); {args.threads} writers, "
-          f"{args.rounds} rounds of {args.duration:g} s per configuration")
+    print(
+        f"machine: nproc {os.cpu_count()}, python {platform.python_version()}, "
+        f"sqlite {sqlite3.sqlite_version}"
+    )
+    print(
+        f"database folder {workdir} ({fstype} on {mount_point}); {args.threads} writers, "
+        f"{args.rounds} rounds of {args.duration:g} s per configuration"
+    )
     turns: dict[str, list[dict[str, Any]]] = {name: [] for name in CONFIGS}
     try:
         fsync_ms = fsync_latency_ms(workdir)
         print(f"write+fsync of a small block there: {fsync_ms:.2f} ms (median of 200)")
         for r in range(args.rounds):
             for name, max_batch in CONFIGS.items():
-                turn = run_turn(workdir / f"{name}-{r}.db", max_batch, args.threads,
-                                args.duration)
+                turn = run_turn(workdir / f"{name}-{r}.db", max_batch, args.threads, args.duration)
                 turns[name].append(turn)
-                print(f"  round {r + 1}/{args.rounds}  {name:<6} (max_batch={max_batch:>4})  "
-                      f"{turn['rate']:>9,.0f} appends/s  {turn['per_batch']:6.1f} events/commit  "
-                      f"{turn['commit_ms']:5.2f} ms/commit", flush=True)
+                print(
+                    f"  round {r + 1}/{args.rounds}  {name:<6} (max_batch={max_batch:>4})  "
+                    f"{turn['rate']:>9,.0f} appends/s  {turn['per_batch']:6.1f} events/commit  "
+                    f"{turn['commit_ms']:5.2f} ms/commit",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    summary = {name: {"rate": statistics.median(t["rate"] for t in ts),
-                      "per_batch": statistics.median(t["per_batch"] for t in ts),
-                      "commit_ms": statistics.median(t["commit_ms"] for t in ts),
-                      "turns": ts} for name, ts in turns.items()}
+    summary = {
+        name: {
+            "rate": statistics.median(t["rate"] for t in ts),
+            "per_batch": statistics.median(t["per_batch"] for t in ts),
+            "commit_ms": statistics.median(t["commit_ms"] for t in ts),
+            "turns": ts,
+        }
+        for name, ts in turns.items()
+    }
     ratio = summary["group"]["rate"] / summary["single"]["rate"]
     verdict = "PASS" if ratio >= TARGET_RATIO else "BELOW"
     print()
-    print(f"{'config':<7} {'max_batch':>9} {'appends/s':>10} {'events/commit':>14} "
-          f"{'ms/commit':>10}")
+    print(
+        f"{'config':<7} {'max_batch':>9} {'appends/s':>10} {'events/commit':>14} {'ms/commit':>10}"
+    )
     for name, s in summary.items():
-        print(f"{name:<7} {CONFIGS[name]:>9} {s['rate']:>10,.0f} {s['per_batch']:>14.1f} "
-              f"{s['commit_ms']:>10.2f}")
+        print(
+            f"{name:<7} {CONFIGS[name]:>9} {s['rate']:>10,.0f} {s['per_batch']:>14.1f} "
+            f"{s['commit_ms']:>10.2f}"
+        )
     print()
     print(f"group commit / one commit per event: {ratio:.1f}x")
     print(f"target (>= {TARGET_RATIO:g}x): {verdict}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "threads": args.threads, "rounds": args.rounds, "duration": args.duration,
-            "filesystem": fstype, "fsync_ms": fsync_ms, "sqlite": sqlite3.sqlite_version,
-            "results": summary, "ratio": ratio, "target": TARGET_RATIO, "verdict": verdict},
-            indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "rounds": args.rounds,
+                    "duration": args.duration,
+                    "filesystem": fstype,
+                    "fsync_ms": fsync_ms,
+                    "sqlite": sqlite3.sqlite_version,
+                    "results": summary,
+                    "ratio": ratio,
+                    "target": TARGET_RATIO,
+                    "verdict": verdict,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -67,8 +67,9 @@ class RawClient:
 
     def _send_ping(self) -> int:
         self.next_id += 1
-        frame = msgpack.packb({"v": 1, "id": self.next_id, "type": "gateway.ping", "payload": {}},
-                              use_bin_type=True)
+        frame = msgpack.packb(
+            {"v": 1, "id": self.next_id, "type": "gateway.ping", "payload": {}}, use_bin_type=True
+        )
         self.sock.send(frame)
         return self.next_id
 
@@ -118,11 +119,13 @@ class Server:
             return "(no log)"
 
 
-def start_server(name: str, argv: list[str], endpoint: str, log_path: Path,
-                 env: dict[str, str] | None = None) -> Server:
+def start_server(
+    name: str, argv: list[str], endpoint: str, log_path: Path, env: dict[str, str] | None = None
+) -> Server:
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     return Server(name, proc, endpoint, log_path)
 
 
@@ -131,8 +134,9 @@ def wait_ready(ctx: zmq.Context[Any], server: Server, ready_file: Path | None = 
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n"
-                               f"{server.log_tail()}")
+            raise RuntimeError(
+                f"{server.name} exited with {server.proc.returncode}:\n{server.log_tail()}"
+            )
         sock = ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         try:
@@ -145,8 +149,9 @@ def wait_ready(ctx: zmq.Context[Any], server: Server, ready_file: Path | None = 
         finally:
             sock.close(0)
         time.sleep(0.05)
-    raise RuntimeError(f"{server.name} did not answer within {READY_TIMEOUT_S:.0f} s:\n"
-                       f"{server.log_tail()}")
+    raise RuntimeError(
+        f"{server.name} did not answer within {READY_TIMEOUT_S:.0f} s:\n{server.log_tail()}"
+    )
 
 
 def stop_server(server: Server) -> None:
@@ -157,8 +162,10 @@ def stop_server(server: Server) -> None:
     try:
         server.proc.wait(STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        print(f"warning: {server.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it",
-              file=sys.stderr)
+        print(
+            f"warning: {server.name} ignored SIGTERM for {STOP_TIMEOUT_S:.0f} s; killing it",
+            file=sys.stderr,
+        )
         server.proc.kill()
         server.proc.wait()
 
@@ -190,8 +197,13 @@ def run_turn(client: RawClient, server: Server, mode: str, n: int, window: int) 
     return {"rate": n / elapsed, "cpu_us": cpu / n * 1e6}
 
 
-def run_turns(clients: dict[str, RawClient], servers: dict[str, Server], rounds: int,
-              sizes: dict[str, int], window: int) -> Turns:
+def run_turns(
+    clients: dict[str, RawClient],
+    servers: dict[str, Server],
+    rounds: int,
+    sizes: dict[str, int],
+    window: int,
+) -> Turns:
     """Alternating turns (echo seq, gateway seq, echo pipe, gateway pipe) after a warm-up."""
     plan = [(mode, name) for mode in TARGETS for name in ("echo", "gateway")]
     for mode, name in plan:  # warm-up, not recorded
@@ -201,47 +213,66 @@ def run_turns(clients: dict[str, RawClient], servers: dict[str, Server], rounds:
         for mode, name in plan:
             turn = run_turn(clients[name], servers[name], mode, sizes[mode], window)
             turns[mode][name].append(turn)
-            print(f"  round {r + 1:>2}/{rounds}  {mode:<10}  {name:<7}  {turn['rate']:>9,.0f} "
-                  f"msgs/s  {turn['cpu_us']:>6.1f} us CPU/msg in the server", flush=True)
+            print(
+                f"  round {r + 1:>2}/{rounds}  {mode:<10}  {name:<7}  {turn['rate']:>9,.0f} "
+                f"msgs/s  {turn['cpu_us']:>6.1f} us CPU/msg in the server",
+                flush=True,
+            )
     return turns
 
 
 def report(turns: Turns, sizes: dict[str, int]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     print()
-    print(f"{'mode':<11} {'msgs/turn':>9} {'echo msgs/s':>12} {'gateway msgs/s':>15} "
-          f"{'gateway/echo':>13} {'target':>7}  verdict")
+    print(
+        f"{'mode':<11} {'msgs/turn':>9} {'echo msgs/s':>12} {'gateway msgs/s':>15} "
+        f"{'gateway/echo':>13} {'target':>7}  verdict"
+    )
     for mode, target in TARGETS.items():
         echo = statistics.median(t["rate"] for t in turns[mode]["echo"])
         gateway = statistics.median(t["rate"] for t in turns[mode]["gateway"])
         ratio = gateway / echo
         verdict = "PASS" if ratio >= target else "BELOW"
-        paired = [g["rate"] / e["rate"]
-                  for e, g in zip(turns[mode]["echo"], turns[mode]["gateway"], strict=True)]
+        paired = [
+            g["rate"] / e["rate"]
+            for e, g in zip(turns[mode]["echo"], turns[mode]["gateway"], strict=True)
+        ]
         summary[mode] = {
-            "echo": echo, "gateway": gateway, "ratio": ratio, "target": target,
-            "verdict": verdict, "round_ratios": paired,
+            "echo": echo,
+            "gateway": gateway,
+            "ratio": ratio,
+            "target": target,
+            "verdict": verdict,
+            "round_ratios": paired,
             "echo_cpu_us": statistics.median(t["cpu_us"] for t in turns[mode]["echo"]),
             "gateway_cpu_us": statistics.median(t["cpu_us"] for t in turns[mode]["gateway"]),
             "turns": turns[mode],
         }
-        print(f"{mode:<11} {sizes[mode]:>9,} {echo:>12,.0f} {gateway:>15,.0f} "
-              f"{ratio:>13.2f} {'>=' + str(target):>7}  {verdict}")
+        print(
+            f"{mode:<11} {sizes[mode]:>9,} {echo:>12,.0f} {gateway:>15,.0f} "
+            f"{ratio:>13.2f} {'>=' + str(target):>7}  {verdict}"
+        )
     print()
     print("server CPU per message (median over turns, every thread of the server process):")
     for mode, s in summary.items():
-        print(f"  {mode:<11} echo {s['echo_cpu_us']:6.1f} us   "
-              f"gateway {s['gateway_cpu_us']:6.1f} us   "
-              f"({s['gateway_cpu_us'] / s['echo_cpu_us']:.1f}x)")
+        print(
+            f"  {mode:<11} echo {s['echo_cpu_us']:6.1f} us   "
+            f"gateway {s['gateway_cpu_us']:6.1f} us   "
+            f"({s['gateway_cpu_us'] / s['echo_cpu_us']:.1f}x)"
+        )
     print("per-round gateway/echo ratios (paired turns; shows the noise):")
     for mode, s in summary.items():
         ratios = sorted(s["round_ratios"])
-        print(f"  {mode:<11} min {ratios[0]:.2f}  median {statistics.median(ratios):.2f}  "
-              f"max {ratios[-1]:.2f}")
+        print(
+            f"  {mode:<11} min {ratios[0]:.2f}  median {statistics.median(ratios):.2f}  "
+            f"max {ratios[-1]:.2f}"
+        )
     print()
     for mode, s in summary.items():
-        print(f"{mode} target (gateway/echo >= {s['target']}): {s['verdict']} "
-              f"(ratio of medians {s['ratio']:.2f})")
+        print(
+            f"{mode} target (gateway/echo >= {s['target']}): {s['verdict']} "
+            f"(ratio of medians {s['ratio']:.2f})"
+        )
     return summary
 
 
@@ -259,22 +290,33 @@ def main() -> None:
 
     info = machine_info()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-    print(f"rounds {args.rounds}, {args.seq_n:,} msgs per sequential turn, "
-          f"{args.pipe_n:,} per pipelined turn, window {args.window}")
+    print(
+        f"rounds {args.rounds}, {args.seq_n:,} msgs per sequential turn, "
+        f"{args.pipe_n:,} per pipelined turn, window {args.window}"
+    )
 
     tmp = Path(tempfile.mkdtemp(prefix="tb", dir="/tmp"))  # short: ipc paths max ~100 chars
     ctx = zmq.Context()
     servers: list[Server] = []
     clients: dict[str, RawClient] = {}
     try:
-        echo = start_server("echo", [sys.executable, str(ECHO_SERVER), f"ipc://{tmp}/echo.sock"],
-                            f"ipc://{tmp}/echo.sock", tmp / "echo.log")
+        echo = start_server(
+            "echo",
+            [sys.executable, str(ECHO_SERVER), f"ipc://{tmp}/echo.sock"],
+            f"ipc://{tmp}/echo.sock",
+            tmp / "echo.log",
+        )
         servers.append(echo)
         home = tmp / "home"
         env = {k: v for k, v in os.environ.items() if not k.startswith("TEK_")}
         env["TEK_HOME"] = str(home)  # a fresh default gateway: no token, tcp or hooks
-        gateway = start_server("gateway", [sys.executable, "-m", "tek_actors", "gateway", "run"],
-                               f"ipc://{home}/run/gateway.sock", tmp / "gateway.log", env)
+        gateway = start_server(
+            "gateway",
+            [sys.executable, "-m", "tek_actors", "gateway", "run"],
+            f"ipc://{home}/run/gateway.sock",
+            tmp / "gateway.log",
+            env,
+        )
         servers.append(gateway)
         wait_ready(ctx, echo)
         wait_ready(ctx, gateway, ready_file=home / "run" / "gateway.json")
@@ -283,8 +325,16 @@ def main() -> None:
         turns = run_turns(clients, {s.name: s for s in servers}, args.rounds, sizes, args.window)
         summary = report(turns, sizes)
         if args.json:
-            args.json.write_text(json.dumps({"machine": info, "args": vars(args) | {
-                "json": str(args.json)}, "results": summary}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "machine": info,
+                        "args": vars(args) | {"json": str(args.json)},
+                        "results": summary,
+                    },
+                    indent=2,
+                )
+            )
     finally:
         for client in clients.values():
             client.close()

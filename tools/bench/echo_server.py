@@ -38,8 +38,12 @@ def serve(endpoint: str, stop: threading.Event) -> int:
                 except zmq.Again:
                     break
                 request = msgpack.unpackb(frame, raw=False)
-                reply = {"v": 1, "re": request.get("id"), "ok": True,
-                         "result": {"boot_id": "x", "head_seq": 0}}
+                reply = {
+                    "v": 1,
+                    "re": request.get("id"),
+                    "ok": True,
+                    "result": {"boot_id": "x", "head_seq": 0},
+                }
                 router.send_multipart((identity, msgpack.packb(reply, use_bin_type=True)))
                 answered += 1
     finally:

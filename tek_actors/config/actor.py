@@ -1,0 +1,539 @@
+"""ConfigActor: the one owner of config.json.
+
+A change (`config.set`, `config.unset`, `config.replace`, `config.restore`, or a hand edit of
+the file noticed by the watcher) goes through one queue, one at a time:
+
+    validate -> write the file (backup first; atomic) -> journal `config.changed {version}`
+    -> hand the new Config to every dependent -> each re-initialises and acknowledges
+    -> journal `config.applied {version, applied_by}` -> answer the request
+
+so `ok` means the change is on disk and every component uses it. A dependent that does not
+acknowledge within `limits.apply_timeout_ms` (3 s) makes the answer a `timeout` naming it; the
+change stays written and in force (the file is the truth), and `config.applied` follows when
+the straggler catches up or restarts.
+
+The file is the store of record for secrets: the journal and every event carry redacted values
+and a digest of the document, never the document itself. On start the actor compares the file's
+digest with the journal's to notice edits made while it was down; a file it cannot use (corrupt,
+invalid, from a newer tek, missing when one existed) is reported as `config.invalid` and the
+newest valid backup runs instead. A bad file never stops the gateway from starting.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import pykka
+from pydantic import BaseModel, Field, StrictStr
+
+from tek_actors.config.document import (
+    changed_paths,
+    check_change,
+    digest,
+    keep_redacted_secrets,
+    load,
+    redact,
+    redact_path,
+    restart_required,
+    unknown_paths,
+    value_at,
+    with_value,
+    without_value,
+)
+from tek_actors.config.messages import ConfigAck, ConfigChanged, Subscribe
+from tek_actors.config.migrations import NewerVersion, migrate
+from tek_actors.config.model import Config
+from tek_actors.config.store import DEFAULT_DOCUMENT, ConfigStore
+from tek_actors.errors import Conflict, InvalidValue, Overloaded, RequestTimeout, TekError
+from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.runtime.clock import Timer
+from tek_actors.store import NewEvent
+from tek_actors.wire import EmptyPayload, WireModel
+
+__all__ = ["ConfigActor", "ConfigState"]
+
+_QUEUE_BOUND = 64
+_MAX_CHANGES = 200
+Path_ = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+
+
+class ConfigState(BaseModel):
+    version: int = 0  # changes applied so far (PROTOCOL.md's `version`)
+    digest: str = ""  # of the document in force ("" = the built-in defaults, no file)
+    applied: int = 0  # the newest version every dependent acknowledged
+
+
+class GetPayload(WireModel):
+    path: Path_ | None = None
+
+
+class SetPayload(WireModel):
+    path: Path_
+    value: Any
+
+
+class PathPayload(WireModel):
+    path: Path_
+
+
+class ReplacePayload(WireModel):
+    document: dict[str, Any]
+    base_version: Annotated[int, Field(ge=0)] | None = None
+
+
+class ValidatePayload(WireModel):
+    path: Path_ | None = None
+    value: Any = None
+    document: dict[str, Any] | None = None
+
+
+class RestorePayload(WireModel):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+@dataclass
+class _Op:
+    kind: str  # set | unset | replace | restore | edit
+    ticket: Ticket | None
+    payload: Any = None
+
+
+@dataclass
+class _Apply:
+    version: int
+    ticket: Ticket | None
+    waiting: set[str]
+    applied_by: list[str]
+    restart: list[str]
+    timer: Timer | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _WatchTick:
+    __slots__ = ()
+
+
+class _ApplyTimeout:
+    __slots__ = ("version",)
+
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+
+class ConfigActor(PersistentActor[ConfigState]):
+    """Options: `path` (config.json), `hooks` ({name: fn(Config)} for components that are not
+    actors, applied synchronously: the frontend), `watch_s` (the edit watcher's period)."""
+
+    domain = "config"
+    state_model = ConfigState
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.store = ConfigStore(Path(ctx.options["path"]))
+        self.hooks: dict[str, Callable[[Config], None]] = dict(ctx.options.get("hooks", {}))
+        self.watch_s = float(ctx.options.get("watch_s", 1.0))
+        self.raw: dict[str, Any] = {}
+        self.config = Config()
+        self.source = "defaults"
+        self.problem: InvalidValue | None = None  # why config.json itself is not in force
+        self.file_newer = False
+        self.subscribers: dict[str, pykka.ActorRef[Any]] = {}
+        self.queue: deque[_Op] = deque()
+        self.current: _Apply | None = None
+        self.stragglers: set[str] = set()  # did not acknowledge state.version in time
+        self._seen_stat: tuple[int, int, int] | None = None
+        self._moving_stat: tuple[int, int, int] | None = None
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, state: ConfigState, event: NewEvent) -> ConfigState:
+        data = event.data
+        if event.type == "config.changed":
+            return state.model_copy(update={"version": data["version"], "digest": data["digest"]})
+        if event.type == "config.applied":
+            return state.model_copy(update={"applied": max(state.applied, data["version"])})
+        return state  # config.invalid, config.apply_timed_out: reports only
+
+    def public_state(self) -> dict[str, Any]:
+        return {"version": self.state.version, "value": redact(self.config.model_dump(mode="json"))}
+
+    # -- start -------------------------------------------------------------------------------
+
+    def on_begin(self) -> None:
+        super().on_begin()  # rehydrate: version and digest of what was in force
+        self.store.cleanup_temps()
+        loaded = self.store.load(expected=bool(self.state.digest))
+        self.raw, self.config, self.source = loaded.raw, loaded.config, loaded.source
+        self.file_newer, self.problem = loaded.file_newer, loaded.problem
+        if loaded.problem is not None:
+            self._report_invalid("start", loaded.problem)
+        elif loaded.migrated:
+            self.log.info("config.json migrated ({}); the old file is backed up", loaded.migrated)
+            self.store.write(self.raw)
+        elif loaded.source == "file":
+            self.store.remember(self.raw)
+        self._warn_unknown(self.raw)
+        if loaded.digest != self.state.digest:
+            before = self._document_with_digest(self.state.digest)
+            version = self.state.version + 1
+            self.persist(
+                self._changed_event(version, "start", before, self.raw, loaded.digest),
+                NewEvent("config.applied", {"version": version, "applied_by": ["start"]}),
+            )
+        for hook in self.hooks.values():
+            hook(self.config)
+        self._seen_stat = self.store.stat()
+        self.after(self.watch_s, _WatchTick())
+
+    def _document_with_digest(self, wanted: str) -> dict[str, Any] | None:
+        if not wanted:
+            return dict(DEFAULT_DOCUMENT)
+        for backup in self.store.backups():
+            try:
+                doc, _ = self.store.read_backup(backup.name)
+            except InvalidValue:
+                continue
+            if digest(doc) == wanted:
+                return doc
+        return None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @command("config.get", GetPayload)
+    def get(self, payload: GetPayload) -> dict[str, Any]:
+        whole = self.config.model_dump(mode="json")
+        value = (
+            redact(whole)
+            if payload.path is None
+            else redact_path(payload.path, value_at(whole, payload.path))
+        )
+        out: dict[str, Any] = {"version": self.state.version, "value": value}
+        out["source"] = self.source
+        if self.problem is not None:
+            out["problem"] = self.problem.message
+        return out
+
+    @command("config.set", SetPayload)
+    def set_(self, payload: SetPayload) -> None:
+        self._enqueue(_Op("set", self.defer(), payload))
+
+    @command("config.unset", PathPayload)
+    def unset(self, payload: PathPayload) -> None:
+        self._enqueue(_Op("unset", self.defer(), payload))
+
+    @command("config.replace", ReplacePayload)
+    def replace(self, payload: ReplacePayload) -> None:
+        self._enqueue(_Op("replace", self.defer(), payload))
+
+    @command("config.restore", RestorePayload)
+    def restore(self, payload: RestorePayload) -> None:
+        self._enqueue(_Op("restore", self.defer(), payload))
+
+    @command("config.validate", ValidatePayload)
+    def validate_(self, payload: ValidatePayload) -> dict[str, Any]:
+        if payload.document is not None:
+            doc = keep_redacted_secrets(self.raw, migrate(payload.document)[0])
+            check_change(self.raw, doc)
+        elif payload.path is not None:
+            doc = with_value(self.raw, payload.path, payload.value)
+            doc = keep_redacted_secrets(self.raw, doc)
+            check_change(self.raw, doc)
+        else:
+            raise InvalidValue(
+                "config.validate needs a `document`, or a `path` and a `value`",
+                details={"path": "payload", "expected": "document, or path and value"},
+            )
+        paths = changed_paths(self.raw, doc)
+        return {"valid": True, "changes": paths, "restart_required": restart_required(paths)}
+
+    @command("config.schema", EmptyPayload)
+    def schema(self, payload: EmptyPayload) -> dict[str, Any]:
+        return Config.model_json_schema()
+
+    @command("config.backups", EmptyPayload)
+    def backups(self, payload: EmptyPayload) -> dict[str, Any]:
+        return {"backups": [b.describe() for b in self.store.backups()]}
+
+    def _enqueue(self, op: _Op) -> None:
+        if len(self.queue) >= _QUEUE_BOUND:
+            assert op.ticket is not None
+            self.answer(
+                op.ticket,
+                error=Overloaded("too many configuration changes queued", retry_after_ms=1_000),
+            )
+            return
+        self.queue.append(op)
+        self._next()
+
+    # -- the apply protocol ------------------------------------------------------------------
+
+    def _next(self) -> None:
+        while self.current is None and self.queue:
+            op = self.queue.popleft()
+            try:
+                self._begin(op)
+            except TekError as err:
+                if op.ticket is None:
+                    raise
+                self.answer(op.ticket, error=err)
+
+    def _candidate(self, op: _Op) -> tuple[dict[str, Any], Config] | None:
+        """The new document and its Config; None for an edit that was refused (reported)."""
+        if op.kind == "edit":
+            try:
+                raw = self.store.read_raw()
+                if raw is None:
+                    raise InvalidValue(
+                        "config.json was deleted; the last good configuration stays in force "
+                        "and a new file is written at the next change",
+                        details={"path": "", "expected": "config.json"},
+                    )
+                doc, config, steps = load(raw)
+            except InvalidValue as err:
+                self.problem, self.file_newer = err, isinstance(err, NewerVersion)
+                self._report_invalid("edit", err)
+                return None
+            self.problem, self.file_newer = None, False
+            if steps:
+                self.store.write(doc)
+                self._seen_stat = self.store.stat()
+            self._warn_unknown(doc)
+            return doc, config
+        if self.file_newer:
+            raise Conflict(
+                "config.json is from a newer tek and is never overwritten; upgrade tek or "
+                "restore a backup with `tek config restore`",
+                details={"path": "config_version"},
+            )
+        if op.kind == "restore":
+            doc, config = self.store.read_backup(op.payload.name)
+            return doc, config
+        if op.kind == "set":
+            doc = with_value(self.raw, op.payload.path, op.payload.value)
+        elif op.kind == "unset":
+            doc = without_value(self.raw, op.payload.path)
+        else:  # replace
+            if op.payload.base_version not in (None, self.state.version):
+                raise Conflict(
+                    f"the configuration changed meanwhile (version {self.state.version}, you "
+                    f"edited version {op.payload.base_version}); edit it again",
+                    details={"version": self.state.version},
+                )
+            doc = migrate(op.payload.document)[0]
+        doc = keep_redacted_secrets(self.raw, doc)
+        doc.setdefault("config_version", self.config.config_version)
+        return doc, check_change(self.raw, doc)
+
+    def _begin(self, op: _Op) -> None:
+        candidate = self._candidate(op)
+        if candidate is None:
+            return
+        doc, config = candidate
+        if digest(doc) == self.state.digest:
+            if op.kind == "edit":
+                return  # our own write, or a save without changes
+            if self.state.applied >= self.state.version:
+                value = {"version": self.state.version, "applied_by": [], "changed": False}
+                assert op.ticket is not None
+                self.answer(op.ticket, self.persist(result=lambda s: value, ticket=op.ticket))
+                return
+            self._broadcast(self.state.version, op.ticket, [])  # wait for the stragglers again
+            return
+        if op.kind != "edit":
+            self.store.write(doc)
+            self._seen_stat = self.store.stat()
+        else:
+            self.store.remember(doc)
+        version = self.state.version + 1
+        before, self.raw, self.config = self.raw, doc, config
+        self.source, self.problem = "file", None
+        event = self._changed_event(version, op.kind, before, doc, digest(doc))
+        self.persist(event)
+        self._broadcast(version, op.ticket, event.data["restart_required"])
+
+    def _broadcast(self, version: int, ticket: Ticket | None, restart: list[str]) -> None:
+        applied_by = []
+        for name, hook in self.hooks.items():
+            hook(self.config)
+            applied_by.append(name)
+        waiting = set()
+        for name, ref in self.subscribers.items():
+            waiting.add(name)  # a dead one acknowledges when its restart subscribes again
+            try:
+                ref.tell(ConfigChanged(version, self.config))
+            except pykka.ActorDeadError:
+                self.log.debug("{} is restarting; it reads version {} at its start", name, version)
+        self.stragglers.clear()
+        self.current = _Apply(version, ticket, waiting, applied_by, restart)
+        timeout_s = self.config.limits.apply_timeout_ms / 1000
+        self.current.timer = self.after(timeout_s, _ApplyTimeout(version))
+        self._settle()
+
+    def _acknowledged(self, name: str, version: int) -> None:
+        current = self.current
+        if current is not None and version == current.version and name in current.waiting:
+            current.waiting.discard(name)
+            current.applied_by.append(name)
+            self._settle()
+        elif version == self.state.version and name in self.stragglers:
+            self.stragglers.discard(name)
+            if not self.stragglers:
+                self.persist(NewEvent("config.applied", {"version": version, "applied_by": [name]}))
+
+    def _settle(self) -> None:
+        current = self.current
+        if current is None or current.waiting:
+            return
+        if current.timer is not None:
+            current.timer.cancel()
+        self.current = None
+        value = {
+            "version": current.version,
+            "applied_by": sorted(current.applied_by),
+            "restart_required": current.restart,
+        }
+        applied = NewEvent(
+            "config.applied", {"version": current.version, "applied_by": value["applied_by"]}
+        )
+        self.persist(applied, result=lambda s: value, ticket=current.ticket)
+        if current.ticket is not None:
+            self.answer(current.ticket, value)
+        self._next()
+
+    def _timed_out(self, version: int) -> None:
+        current = self.current
+        if current is None or current.version != version or not current.waiting:
+            return
+        self.current = None
+        missing = sorted(current.waiting)
+        applied_by = sorted(current.applied_by)
+        ms = self.config.limits.apply_timeout_ms
+        self.persist(
+            NewEvent(
+                "config.apply_timed_out",
+                {"version": version, "applied_by": applied_by, "missing": missing},
+            )
+        )
+        self.stragglers = set(missing)
+        self.log.error("config version {}: {} did not acknowledge in {} ms", version, missing, ms)
+        if current.ticket is not None:
+            self.answer(
+                current.ticket,
+                error=RequestTimeout(
+                    f"{', '.join(missing)} did not acknowledge config version {version} within "
+                    f"{ms} ms. The change is written and in force for "
+                    f"{', '.join(applied_by) or 'no component yet'}; the others take it when "
+                    "they acknowledge or restart (config.applied follows).",
+                    details={
+                        "version": version,
+                        "missing": missing,
+                        "applied_by": applied_by,
+                        "started": True,
+                        "retryable": False,
+                    },
+                ),
+            )
+        self._next()
+
+    # -- internal messages -------------------------------------------------------------------
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, Subscribe):
+            self.subscribers[message.name] = message.ref
+            self._acknowledged(message.name, self.state.version)
+            return self.state.version, self.config
+        if isinstance(message, ConfigAck):
+            self._acknowledged(message.name, message.version)
+            return None
+        if isinstance(message, _ApplyTimeout):
+            self._timed_out(message.version)
+            return None
+        if isinstance(message, _WatchTick):
+            self._watch()
+            self.after(self.watch_s, _WatchTick())
+            return None
+        return super().on_message(message)
+
+    def _watch(self) -> None:
+        """Notice hand edits of config.json: a change is taken once its stat has held still
+        for one period (an editor may write a file in several steps)."""
+        stat = self.store.stat()
+        if stat == self._seen_stat:
+            self._moving_stat = None
+            return
+        if stat != self._moving_stat:
+            self._moving_stat = stat
+            return
+        self._seen_stat, self._moving_stat = stat, None
+        self.queue.append(_Op("edit", None))
+        self._next()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _changed_event(
+        self,
+        version: int,
+        cause: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any],
+        after_digest: str,
+    ) -> NewEvent:
+        data: dict[str, Any] = {"version": version, "cause": cause, "source": self.source}
+        data["digest"] = after_digest
+        if before is None:
+            paths: list[str] = []
+            data["changes"] = None  # what it was before is not known (no backup of it)
+        else:
+            paths = changed_paths(before, after)
+            changes = {p: _redacted_at(after, p) for p in paths[:_MAX_CHANGES]}
+            data["changes"] = changes
+            if len(paths) > _MAX_CHANGES:
+                data["more_changes"] = len(paths) - _MAX_CHANGES
+        data["restart_required"] = restart_required(paths)
+        return NewEvent("config.changed", data)
+
+    def _report_invalid(self, cause: str, problem: InvalidValue) -> None:
+        errors = (problem.details or {}).get("errors") or [
+            {"path": (problem.details or {}).get("path", ""), "message": problem.message}
+        ]
+        self.log.warning(
+            "config.json refused ({}): {}; running on {}", cause, problem.message, self.source
+        )
+        self.persist(
+            NewEvent(
+                "config.invalid",
+                {
+                    "cause": cause,
+                    "message": problem.message,
+                    "errors": errors,
+                    "in_force": self.source,
+                    "newer_version": isinstance(problem, NewerVersion),
+                },
+            )
+        )
+
+    def _warn_unknown(self, doc: dict[str, Any]) -> None:
+        unknown = list(unknown_paths(doc))
+        if unknown:
+            self.log.warning("config.json has fields this tek does not know (kept): {}", unknown)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "version": self.state.version,
+            "source": self.source,
+            "subscribers": sorted(self.subscribers),
+        }
+
+
+def _redacted_at(doc: dict[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None  # removed
+        node = node[part]
+    return redact_path(path, node)
