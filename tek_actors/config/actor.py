@@ -32,20 +32,17 @@ from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config.document import (
     changed_paths,
-    check_change,
     digest,
-    keep_redacted_secrets,
     load,
+    propose,
     redact,
     redact_path,
     restart_required,
     unknown_paths,
     value_at,
-    with_value,
-    without_value,
 )
 from tek_actors.config.messages import ConfigAck, ConfigChanged, Subscribe
-from tek_actors.config.migrations import NewerVersion, migrate
+from tek_actors.config.migrations import NewerVersion
 from tek_actors.config.model import Config
 from tek_actors.config.store import DEFAULT_DOCUMENT, ConfigStore
 from tek_actors.errors import Conflict, InvalidValue, Overloaded, RequestTimeout, TekError
@@ -236,12 +233,9 @@ class ConfigActor(PersistentActor[ConfigState]):
     @command("config.validate", ValidatePayload)
     def validate_(self, payload: ValidatePayload) -> dict[str, Any]:
         if payload.document is not None:
-            doc = keep_redacted_secrets(self.raw, migrate(payload.document)[0])
-            check_change(self.raw, doc)
+            doc, _ = propose(self.raw, "replace", document=payload.document)
         elif payload.path is not None:
-            doc = with_value(self.raw, payload.path, payload.value)
-            doc = keep_redacted_secrets(self.raw, doc)
-            check_change(self.raw, doc)
+            doc, _ = propose(self.raw, "set", path=payload.path, value=payload.value)
         else:
             raise InvalidValue(
                 "config.validate needs a `document`, or a `path` and a `value`",
@@ -312,21 +306,16 @@ class ConfigActor(PersistentActor[ConfigState]):
         if op.kind == "restore":
             doc, config = self.store.read_backup(op.payload.name)
             return doc, config
-        if op.kind == "set":
-            doc = with_value(self.raw, op.payload.path, op.payload.value)
-        elif op.kind == "unset":
-            doc = without_value(self.raw, op.payload.path)
-        else:  # replace
-            if op.payload.base_version not in (None, self.state.version):
-                raise Conflict(
-                    f"the configuration changed meanwhile (version {self.state.version}, you "
-                    f"edited version {op.payload.base_version}); edit it again",
-                    details={"version": self.state.version},
-                )
-            doc = migrate(op.payload.document)[0]
-        doc = keep_redacted_secrets(self.raw, doc)
-        doc.setdefault("config_version", self.config.config_version)
-        return doc, check_change(self.raw, doc)
+        if op.kind == "replace" and op.payload.base_version not in (None, self.state.version):
+            raise Conflict(
+                f"the configuration changed meanwhile (version {self.state.version}, you "
+                f"edited version {op.payload.base_version}); edit it again",
+                details={"version": self.state.version},
+            )
+        p = op.payload
+        if op.kind == "replace":
+            return propose(self.raw, "replace", document=p.document)
+        return propose(self.raw, op.kind, path=p.path, value=getattr(p, "value", None))
 
     def _begin(self, op: _Op) -> None:
         candidate = self._candidate(op)

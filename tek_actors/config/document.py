@@ -21,7 +21,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from tek_actors.config.migrations import migrate
-from tek_actors.config.model import Config
+from tek_actors.config.model import CURRENT_VERSION, Config
 from tek_actors.errors import InvalidValue
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "digest",
     "keep_redacted_secrets",
     "load",
+    "propose",
     "redact",
     "redact_path",
     "restart_required",
@@ -360,6 +361,29 @@ def check_change(old: dict[str, Any], new: dict[str, Any]) -> Config:
             ]
         )
     return validate(new)
+
+
+def propose(
+    raw: dict[str, Any],
+    kind: str,
+    *,
+    path: str | None = None,
+    value: Any = None,
+    document: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Config]:
+    """The document after a change of `raw`, checked: `set` (path, value), `unset` (path) or
+    `replace` (document, migrated if older). REDACTED secrets keep their current values."""
+    if kind == "set" and path is not None:
+        doc = with_value(raw, path, value)
+    elif kind == "unset" and path is not None:
+        doc = without_value(raw, path)
+    elif kind == "replace" and document is not None:
+        doc = migrate(document)[0]
+    else:
+        raise ValueError(f"not a change: {kind}")
+    doc = keep_redacted_secrets(raw, doc)
+    doc.setdefault("config_version", raw.get("config_version", CURRENT_VERSION))
+    return doc, check_change(raw, doc)
 
 
 def load(raw: Any) -> tuple[dict[str, Any], Config, list[str]]:
