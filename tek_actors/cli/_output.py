@@ -31,7 +31,7 @@ class Output:
 
     @property
     def console(self) -> Console:
-        return Console(stderr=False, highlight=False)
+        return Console(stderr=False, highlight=False, soft_wrap=True)
 
     def emit(self, value: Any) -> None:
         sys.stdout.write(json.dumps(value, default=str) + "\n")
@@ -82,7 +82,7 @@ def fail(out: Output, error: TekError) -> NoReturn:
             + "\n"
         )
     else:
-        Console(stderr=True, highlight=False).print(
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[red]error[/] ({error.code}): {error.message}"
         )
     sys.exit(code)

@@ -32,7 +32,9 @@ def _replace_file(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def test_a_valid_hand_edit_is_noticed_and_applied(home: Path, start: Callable[..., Gateway]) -> None:
+def test_a_valid_hand_edit_is_noticed_and_applied(
+    home: Path, start: Callable[..., Gateway]
+) -> None:
     write_config(home, {"limits": {"tool_rounds": 4}})
     gateway = start()
     client, watcher = gateway.client(), gateway.client()

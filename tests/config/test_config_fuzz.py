@@ -51,7 +51,9 @@ VALUES: st.SearchStrategy[Any] = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(parts=st.lists(SEGMENTS, min_size=1, max_size=4), value=VALUES)
 def test_random_changes_are_applied_or_refused_and_the_file_stays_valid(
     home: Path, client: Client, parts: list[str], value: Any
