@@ -11,7 +11,18 @@ from typing import Any
 __all__ = ["READ_ONLY_VERBS", "RETRYABLE", "Call", "is_state_changing"]
 
 READ_ONLY_VERBS = frozenset(
-    {"ping", "status", "get", "list", "logs", "plan_switch", "validate", "schema", "head"}
+    {
+        "ping",
+        "status",
+        "get",
+        "list",
+        "logs",
+        "plan_switch",
+        "validate",
+        "schema",
+        "head",
+        "backups",
+    }
 )
 RETRYABLE = frozenset({"unavailable", "overloaded", "rate_limited", "timeout"})
 

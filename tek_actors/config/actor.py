@@ -181,6 +181,11 @@ class ConfigActor(PersistentActor[ConfigState]):
                 self._changed_event(version, "start", before, self.raw, loaded.digest),
                 NewEvent("config.applied", {"version": version, "applied_by": ["start"]}),
             )
+        elif self.state.applied < self.state.version:
+            # A change was cut short (a crash before every dependent acknowledged). Every
+            # dependent starts after this actor and reads the configuration in force.
+            version = self.state.version
+            self.persist(NewEvent("config.applied", {"version": version, "applied_by": ["start"]}))
         for hook in self.hooks.values():
             hook(self.config)
         self._seen_stat = self.store.stat()

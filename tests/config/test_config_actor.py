@@ -229,6 +229,11 @@ def test_a_dependent_that_never_acknowledges_is_named_in_the_error(
         assert names == ["config.changed", "config.apply_timed_out"]
         # the change is written and in force; the next change waits for the straggler again
         assert client.call("config.get", {"path": "limits.tool_rounds"})["value"] == 3
+        # a restart of the tree from the config actor on: every dependent reads version 1
+        client.call("test.crash", {"actor": "config"})
+        applied = watcher.next_event(10)
+        assert applied is not None and applied["event"] == "config.applied"
+        assert applied["data"] == {"version": 1, "applied_by": ["start"]}
     finally:
         client.close()
         watcher.close()
