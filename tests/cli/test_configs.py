@@ -39,3 +39,11 @@ def test_the_logging_defaults_are_the_ones_the_cli_uses(tmp_path: Path) -> None:
     text = log_file.read_text()
     assert "hello from a test" in text and "probe" in text and "not at INFO" not in text
     assert (log_file.stat().st_mode & 0o777) == 0o600
+
+
+def test_the_example_config_is_valid_and_uses_only_known_fields() -> None:
+    from tek_actors.config.document import unknown_paths, validate
+
+    doc = json.loads((CONFIGS / "config.example.json").read_text())
+    config = validate(doc)
+    assert config.default_model == "qwen" and list(unknown_paths(doc)) == []
