@@ -35,6 +35,7 @@ class ConfigDependent(Actor):
         """Take the new configuration (runs on the actor's thread)."""
 
     def on_begin(self) -> None:
+        super().on_begin()  # rehydration first: configure() may compare with the state
         ref = self.ctx.lookup(CONFIG_ACTOR)
         if ref is None:
             raise Unavailable(f"{self.name} needs the config actor, which is not running")
@@ -45,7 +46,6 @@ class ConfigDependent(Actor):
         version, config = cast(tuple[int, Config], reply)
         self.config_version = version
         self.configure(config)
-        super().on_begin()
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, ConfigChanged):

@@ -129,6 +129,10 @@ class Actor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        try:
+            self.on_release()
+        except Exception:
+            self.log.opt(exception=True).error("{} failed to release its resources", self.name)
         if self._crashed:
             return
         try:
@@ -167,6 +171,11 @@ class Actor(pykka.ThreadingActor):
 
     def on_end(self) -> None:
         """Runs on a clean stop (not after a crash)."""
+
+    def on_release(self) -> None:
+        """Runs on every stop, clean or crash, before `on_end`: release threads, sockets and
+        files the actor holds. It must not touch the actor's state (after a crash that state
+        may be half-changed)."""
 
     def on_message(self, message: Any) -> Any:
         """Internal (non-request) messages. Unknown ones are a bug, hence a crash."""

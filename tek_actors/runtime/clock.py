@@ -139,6 +139,7 @@ class FakeClock(Clock):
         self._mono = 0.0
         self._heap = _Heap()
         self._lock = threading.Lock()
+        self._armed = threading.Condition(self._lock)
 
     def time(self) -> float:
         return self._now
@@ -150,12 +151,22 @@ class FakeClock(Clock):
         with self._lock:
             timer = Timer(self._mono + max(0.0, delay), callback)
             self._heap.push(timer)
+            self._armed.notify_all()
         return timer
 
     def pending(self) -> int:
         """How many timers are waiting (cancelled ones excluded)."""
         with self._lock:
-            return sum(1 for _, _, t in self._heap._heap if not t.cancelled)
+            return self._pending()
+
+    def _pending(self) -> int:
+        return sum(1 for _, _, t in self._heap._heap if not t.cancelled)
+
+    def wait_for_pending(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least `count` timers wait (another thread armed one); False on
+        timeout. How a test knows an actor has scheduled the timer it is about to advance."""
+        with self._armed:
+            return self._armed.wait_for(lambda: self._pending() >= count, timeout)
 
     def advance(self, seconds: float) -> None:
         """Move time forward, firing every timer that falls due, in order of due time."""
