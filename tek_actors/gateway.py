@@ -36,6 +36,7 @@ from tek_actors.actors import RetentionTicker
 from tek_actors.config import Config, ConfigActor, ConfigStore
 from tek_actors.errors import InvalidValue, Unavailable
 from tek_actors.home import HomeLock, TekHome
+from tek_actors.providers import ProviderActor
 from tek_actors.runtime import (
     ActorContext,
     Backoff,
@@ -136,6 +137,12 @@ class Gateway:
                     "watch_s": self.config_watch_s,
                     "snapshot_every": self.settings.snapshot_every,
                 },
+                **common,
+            ),
+            ChildSpec(
+                "providers",
+                ProviderActor,
+                options={"snapshot_every": self.settings.snapshot_every},
                 **common,
             ),
             ChildSpec("retention", RetentionTicker, **common),

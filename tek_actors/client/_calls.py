@@ -22,6 +22,8 @@ READ_ONLY_VERBS = frozenset(
         "schema",
         "head",
         "backups",
+        "complete",  # a model call changes no state (and its reply is not recorded)
+        "test",
     }
 )
 RETRYABLE = frozenset({"unavailable", "overloaded", "rate_limited", "timeout"})

@@ -135,7 +135,7 @@ def test_a_client_resuming_from_pruned_history_gets_snapshots(make_rig: Any) -> 
     reader = rig.client()
     assert reader.hello(since_seq=0)["resync"] == "snapshot"
     snapshots = {}
-    for _ in range(3):  # one per domain this client follows: gateway, config and probe
+    for _ in range(4):  # one per domain this client follows: gateway, config, providers, probe
         event = reader.next_event(5)
         assert event is not None and event["event"] == "sync.snapshot"
         snapshots[event["data"]["domain"]] = event

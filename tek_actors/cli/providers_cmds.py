@@ -1,0 +1,102 @@
+"""`tek providers list|status|test NAME`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from tek_actors.cli._output import Output, gateway_client
+
+__all__ = ["providers"]
+
+
+@click.group()
+def providers() -> None:
+    """Model providers: what is configured, their health, a live test."""
+
+
+def _until(value: float | None) -> str:
+    if not value:
+        return ""
+    left = value - time.time()
+    return f"{time.strftime('%H:%M:%S', time.localtime(value))} ({max(0, left):.0f} s)"
+
+
+@providers.command(name="list")
+@click.pass_obj
+def list_(out: Output) -> None:
+    """Providers and model aliases (keys are never shown)."""
+    with gateway_client(out) as client:
+        result = client.call("providers.list")
+    if out.json:
+        out.emit(result)
+        return
+    table = Table("provider", "kind", "base url", "key", "models", "state")
+    for name, p in sorted(result["providers"].items()):
+        table.add_row(
+            name, p["kind"], p["base_url"] or "", p["key"], ", ".join(p["models"]), p["state"]
+        )
+    out.console.print(table)
+    aliases = Table("alias", "provider", "model", "context", "fallbacks")
+    for alias, m in sorted(result["models"].items()):
+        mark = " (default)" if alias == result["default_model"] else ""
+        aliases.add_row(
+            alias + mark,
+            m["provider"],
+            m["model"],
+            str(m["context_window"]),
+            ", ".join(m["fallbacks"]),
+        )
+    out.console.print(aliases)
+
+
+@providers.command()
+@click.pass_obj
+def status(out: Output) -> None:
+    """Each provider's breaker: healthy, rate_limited, open or error, and until when."""
+    with gateway_client(out) as client:
+        result = client.call("providers.status")
+    if out.json:
+        out.emit(result)
+        return
+    table = Table("provider", "state", "breaker", "until", "in flight", "last error")
+    for name, h in sorted(result["providers"].items()):
+        table.add_row(
+            name,
+            h["state"],
+            h["breaker"],
+            _until(h["until"]),
+            str(h["in_flight"]),
+            h["last_error"] or "",
+        )
+    out.console.print(table)
+
+
+@providers.command()
+@click.argument("name")
+@click.option("--timeout", default=130.0, show_default=True, help="Seconds to wait.")
+@click.pass_obj
+def test(out: Output, name: str, timeout: float) -> None:
+    """Send one real request to provider NAME; print the latency and its state."""
+    with gateway_client(out, timeout=timeout) as client:
+        result: dict[str, Any] = client.call("providers.test", {"name": name}, timeout=timeout)
+    if out.json:
+        out.emit(result)
+    else:
+        state = result["state"]["state"]
+        if result["ok"]:
+            out.console.print(
+                f"{name} answered in {result['latency_ms']} ms via {result['model']} "
+                f"(state {state}): {result.get('reply', '')!r}"
+            )
+        else:
+            error = result.get("error", {})
+            out.console.print(
+                f"[red]{name} failed[/] after {result['latency_ms']} ms ({state}): "
+                f"{error.get('kind')}: {error.get('message')}"
+            )
+    if not result["ok"]:
+        raise SystemExit(1)

@@ -1,0 +1,28 @@
+"""Model providers: adapters (OpenAI-compatible, Anthropic, local), one internal model of a call,
+and the ProviderActor with its breakers, retries and failover."""
+
+from tek_actors.providers.actor import ProviderActor
+from tek_actors.providers.messages import Complete, CompletionDelta, CompletionDone
+from tek_actors.providers.types import (
+    Completion,
+    Message,
+    ModelRequest,
+    ProviderFailure,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = [
+    "Complete",
+    "Completion",
+    "CompletionDelta",
+    "CompletionDone",
+    "Message",
+    "ModelRequest",
+    "ProviderActor",
+    "ProviderFailure",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+]

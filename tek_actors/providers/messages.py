@@ -1,0 +1,41 @@
+"""How other actors (sessions) ask the ProviderActor for a completion, and hear back.
+
+send("providers", Complete(call_id, alias, request, reply_to=self.actor_ref))
+-> CompletionDelta(call_id, text)     zero or more, as text streams in
+-> CompletionDone(call_id, completion, error)   exactly once
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from tek_actors.errors import TekError
+from tek_actors.providers.types import Completion, ModelRequest
+
+__all__ = ["Complete", "CompletionDelta", "CompletionDone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    call_id: str
+    alias: str | None  # None: the default model
+    request: ModelRequest = field(repr=False)
+    reply_to: pykka.ActorRef[Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionDelta:
+    call_id: str
+    text: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionDone:
+    """`completion` (possibly `incomplete`, with the partial text), or `error`."""
+
+    call_id: str
+    completion: Completion | None = field(repr=False)
+    error: TekError | None = None
