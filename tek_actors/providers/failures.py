@@ -154,7 +154,16 @@ def classify(
         kind = "overloaded"
     elif status >= 500:
         kind = "server_error"
-    elif "context_length" in lowered or "too long" in lowered or status == 413:
+    elif status == 413 or any(
+        mark in lowered
+        for mark in (
+            "context_length",
+            "too long",
+            "context size",
+            "context window",
+            "maximum context",
+        )
+    ):
         kind = "context_too_long"
         details = _context_numbers(raw_message) or {}
     else:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from tek_actors import Client, Gateway, InvalidValue, RateLimited, Unavailable
 from tek_actors.runtime import FakeClock
@@ -188,12 +189,25 @@ def test_auth_failure_disables_and_never_leaks_the_key(
             "error_message": "Incorrect API key provided: sk-first-key-0001. You can find it...",
         }
     )
-    _, client = gateway_on(provider_config(openai_server))
-    with pytest.raises(Unavailable) as caught:
-        ask(client)
-    text = caught.value.message + json.dumps(caught.value.details)
-    text += json.dumps(client.call("providers.status"))
-    assert "sk-first-key-0001" not in text and "HTTP 401" in text
+    lines: list[str] = []
+    logger.enable("tek_actors")
+    sink = logger.add(lines.append, level="DEBUG")
+    try:
+        _, client = gateway_on(provider_config(openai_server))
+        client.hello(since_seq=0)
+        with pytest.raises(Unavailable) as caught:
+            ask(client)
+        text = caught.value.message + json.dumps(caught.value.details)
+        text += json.dumps(client.call("providers.status"))
+        health = client.next_event(5)
+        while health is not None and health["event"] != "provider.health":
+            health = client.next_event(5)
+        text += json.dumps(health)
+    finally:
+        logger.remove(sink)
+        logger.disable("tek_actors")
+    assert "HTTP 401" in text and any("HTTP 401" in line for line in lines)
+    assert "sk-first-key-0001" not in text + "".join(lines)
     assert openai_server.requests[0].headers["authorization"] == "Bearer sk-first-key-0001"
 
 
@@ -432,3 +446,17 @@ def test_after_a_key_change_the_next_request_carries_the_new_key(
     assert applied is not None and "providers" in applied["data"]["applied_by"]
     ask(client)
     assert openai_server.requests[-1].headers["authorization"] == "Bearer sk-rotated-key-7777"
+
+
+def test_a_call_queued_behind_a_key_change_is_sent_with_the_new_key(
+    openai_server: FakeProvider, gateway_on: Start
+) -> None:
+    _, client = gateway_on(provider_config(openai_server, concurrency=1))
+    openai_server.script({"delay_s": 1.0, "text": "slow"})
+    first = client.submit("providers.complete", {"messages": [{"role": "user", "content": "a"}]})
+    openai_server.wait_for_requests(1)  # in flight with the old key: it was sent before
+    queued = client.submit("providers.complete", {"messages": [{"role": "user", "content": "b"}]})
+    client.call("config.set", {"path": "providers.p1.api_key", "value": "sk-rotated-key-8888"})
+    assert first.result(10)["text"] == "slow" and queued.result(10)["text"] == "echo: b"
+    keys = [r.headers["authorization"] for r in openai_server.requests]
+    assert keys == ["Bearer sk-first-key-0001", "Bearer sk-rotated-key-8888"]
