@@ -36,6 +36,7 @@ from tek_actors.actors import RetentionTicker
 from tek_actors.config import Config, ConfigActor, ConfigStore
 from tek_actors.errors import InvalidValue, Unavailable
 from tek_actors.home import HomeLock, TekHome
+from tek_actors.procs import ProcessMonitorActor
 from tek_actors.providers import ProviderActor
 from tek_actors.runtime import (
     ActorContext,
@@ -143,6 +144,12 @@ class Gateway:
                 "providers",
                 ProviderActor,
                 options={"snapshot_every": self.settings.snapshot_every},
+                **common,
+            ),
+            ChildSpec(
+                "procs",
+                ProcessMonitorActor,
+                options={"procs_dir": self.home.state_dir / "procs", "snapshot_every": 500},
                 **common,
             ),
             ChildSpec("retention", RetentionTicker, **common),
@@ -336,6 +343,8 @@ class Gateway:
         return self._state
 
     def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None:
+        if self._state == "starting":
+            raise Unavailable("the gateway is still starting", retry_after_ms=500)
         self._begin_lifecycle(grace_ms, shutdown=shutdown, reason=reason, exit_code=0)
 
     def inject_fault(self, actor: str, fail_starts: int) -> bool | None:
@@ -511,19 +520,28 @@ class Gateway:
 
     def run(self) -> int:
         """Serve in the foreground until SIGTERM/SIGINT or `gateway.shutdown` (main thread only)."""
-        self.start()
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        signalled: list[signal.Signals] = []
 
         def graceful(signum: int, frame: object) -> None:
-            logger.info("signal {}: shutting down gracefully", signal.Signals(signum).name)
-            self.request_restart(
+            name = signal.Signals(signum)
+            if self._state == "starting":
+                signalled.append(name)  # acted on once the start is complete
+                return
+            logger.info("signal {}: shutting down gracefully", name.name)
+            self._begin_lifecycle(
                 self.settings.restart_grace_ms,
                 shutdown=True,
-                reason=f"signal {signal.Signals(signum).name}",
+                reason=f"signal {name.name}",
+                exit_code=0,
             )
 
+        # Installed before the start: a signal that arrives while actors start is not lost.
         previous = {sig: signal.signal(sig, graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         try:
+            self.start()
+            if signalled:
+                graceful(signalled[0], None)
             self._done.wait()  # signal handlers run on this (main) thread meanwhile
         finally:
             for sig, handler in previous.items():

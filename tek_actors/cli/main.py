@@ -11,6 +11,7 @@ from tek_actors._version import __version__
 from tek_actors.cli._output import Output, fail, gateway_client
 from tek_actors.cli.config_cmds import config
 from tek_actors.cli.gateway_cmds import gateway
+from tek_actors.cli.procs_cmds import procs
 from tek_actors.cli.providers_cmds import providers
 from tek_actors.cli.setup_cmd import setup
 from tek_actors.errors import TekError
@@ -42,6 +43,7 @@ cli.add_command(gateway)
 cli.add_command(config)
 cli.add_command(setup)
 cli.add_command(providers)
+cli.add_command(procs)
 
 
 @cli.command()

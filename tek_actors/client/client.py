@@ -463,6 +463,11 @@ class Client:
                 self._note_boot(str(result.get("boot_id")))
                 if result.get("resync") == "snapshot":
                     self._last_seq = None  # the sync.snapshot events that follow set it
+                elif call.type == "hello" and self._last_seq is None:
+                    # Live only means "from now on": a reconnect resumes from here, so events
+                    # journaled while the connection was down are replayed, not lost.
+                    head = result.get("head_seq")
+                    self._last_seq = head if isinstance(head, int) else None
             self._settle(call, result, None)
             return
         error = error_from_wire(message.get("error"))

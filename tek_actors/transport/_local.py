@@ -114,9 +114,9 @@ class LocalRequests(Delivery):
             grace = GracePayload.model_validate(request.payload)
         except ValidationError as exc:
             raise invalid_request_from(exc, prefix="payload.") from exc
-        self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
         reason = f"{request.type} requested by {client.client_id or 'a client'}"
         self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
+        self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
 
     def _test_crash(self, client: ClientSession, request: Request) -> None:
         try:

@@ -40,7 +40,7 @@ def test_set_writes_the_file_durably_then_answers_once_every_dependent_applied(
         watcher.hello(topics=["config.*"])
         reply = client.call("config.set", {"path": "limits.session_queue", "value": 32})
         assert reply["version"] == 1
-        assert set(reply["applied_by"]) == {"frontend", "providers", "retention"}
+        assert set(reply["applied_by"]) == {"frontend", "procs", "providers", "retention"}
         assert read_config(home)["limits"] == {"session_queue": 32}
         assert stat.S_IMODE(os.stat(home / "config.json").st_mode) == 0o600
         changed, applied = watcher.next_event(5), watcher.next_event(5)
@@ -223,7 +223,7 @@ def test_a_dependent_that_never_acknowledges_is_named_in_the_error(
             client.call("config.set", {"path": "limits.tool_rounds", "value": 3})
         details = caught.value.details
         assert details["missing"] == ["deaf"] and "deaf" in caught.value.message
-        assert set(details["applied_by"]) == {"frontend", "providers", "retention"}
+        assert set(details["applied_by"]) == {"frontend", "procs", "providers", "retention"}
         assert details["retryable"] is False
         names = [watcher.next_event(5)["event"] for _ in range(2)]  # type: ignore[index]
         assert names == ["config.changed", "config.apply_timed_out"]

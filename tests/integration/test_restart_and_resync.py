@@ -135,10 +135,12 @@ def test_a_client_resuming_from_pruned_history_gets_snapshots(make_rig: Any) -> 
     reader = rig.client()
     assert reader.hello(since_seq=0)["resync"] == "snapshot"
     snapshots = {}
-    for _ in range(4):  # one per domain this client follows: gateway, config, providers, probe
+    domains = {"gateway", "config", "providers", "procs", "probe"}
+    for _ in domains:  # one per domain this client follows
         event = reader.next_event(5)
         assert event is not None and event["event"] == "sync.snapshot"
         snapshots[event["data"]["domain"]] = event
+    assert set(snapshots) == domains
     assert snapshots["probe"]["data"]["state"]["order"] == [f"k{i}" for i in range(6)]
     assert snapshots["config"]["data"]["state"]["value"]["gateway"]["snapshot_every"] == 2
     assert snapshots["probe"]["seq"] == last_seq

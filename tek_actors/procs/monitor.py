@@ -1,0 +1,531 @@
+"""ProcessMonitorActor: tool processes that outlive gateway crashes, with every line of output.
+
+`procs.start` hands the process to the runner (runner.py), which detaches it (own session, own
+process group), sends its output to log files under `<state>/procs/<id>/` and records its exit
+in `status.json`. The monitor never waits on a process: on its tick it reads the logs from the
+stored offsets into numbered lines (per process, strictly increasing) and journals them as
+`proc.output` together with the new offsets, so a restarted monitor resumes exactly where the
+journal says and backfills what was written while it was down, with no line twice. The end of a
+process comes from its status file, so it is known even if the gateway was down when it ended.
+
+Liveness is the pid plus the process's start time (psutil), never a client connection. On
+rehydration a recorded process is adopted only if both still match; a pid that now belongs to
+another process is never adopted (nor signalled): the process is recorded as `lost` unless its
+status file says how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psutil
+from pydantic import BaseModel, Field, StrictStr
+
+from tek_actors.config import Config, ConfigDependent
+from tek_actors.errors import Conflict, InvalidValue, NotFound, Overloaded
+from tek_actors.runtime import ActorContext, PersistentActor, command
+from tek_actors.store import NewEvent
+from tek_actors.wire import WireModel
+
+__all__ = ["ProcessMonitorActor", "ProcsState"]
+
+RUNNER = Path(__file__).with_name("runner.py")
+READ_CHUNK = 1 << 20  # per stream per tick
+MAX_LINE = 16 << 10  # longer lines are cut (the rest is dropped, with a marker)
+BATCH = 500  # lines per proc.output event (an event must fit in a frame)
+KEEP_FINISHED = 200  # finished processes kept in the state (their logs stay on disk)
+KEEP_FINISHED_LINES = 20  # of those, the newest keep their lines in the state too
+START_TIMEOUT_S = 10.0
+_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_PASSWORD")
+_SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
+_SIGNALS |= {"HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT}
+
+Stream = Literal["stdout", "stderr"]
+EnvName = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^=\x00]+$")]
+
+
+class Line(BaseModel):
+    n: int
+    stream: str  # stdout | stderr | dropped (a marker)
+    text: str
+
+
+class ProcRecord(BaseModel):
+    id: str
+    argv: list[str]
+    cwd: str | None = None
+    session: str | None = None
+    tool_call: str | None = None
+    dir: str
+    pid: int
+    pgid: int
+    create_time: float | None = None
+    runner_pid: int | None = None
+    started_at: float
+    state: Literal["running", "exited", "lost"] = "running"
+    ended_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None
+    offsets: dict[str, int] = {"stdout": 0, "stderr": 0}
+    next_n: int = 1
+    lines: list[Line] = []
+    dropped: int = 0
+
+    def public(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude={"lines", "offsets", "dir", "next_n"})
+        out["lines"] = self.next_n - 1
+        if self.ended_at is not None:
+            out["duration_s"] = round(self.ended_at - self.started_at, 3)
+        return out
+
+
+class ProcsState(BaseModel):
+    procs: dict[str, ProcRecord] = {}
+
+
+class StartPayload(WireModel):
+    argv: Annotated[
+        list[Annotated[StrictStr, Field(max_length=65_536)]], Field(min_length=1, max_length=4096)
+    ]
+    cwd: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
+    env: dict[EnvName, Annotated[StrictStr, Field(max_length=65_536)]] | None = None
+    session: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+    tool_call: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+
+
+class IdPayload(WireModel):
+    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class LogsPayload(WireModel):
+    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    since: Annotated[int, Field(ge=0)] | None = None
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
+class KillPayload(WireModel):
+    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    signal: Literal["TERM", "KILL", "INT", "HUP", "QUIT"] = "TERM"
+    grace_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
+
+
+class ListPayload(WireModel):
+    state: Literal["running", "exited", "lost"] | None = None
+    session: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
+
+
+class _Tick:
+    __slots__ = ()
+
+
+class _Escalate:
+    __slots__ = ("id",)
+
+    def __init__(self, proc_id: str) -> None:
+        self.id = proc_id
+
+
+def is_alive(pid: int, create_time: float | None) -> bool:
+    """The very process that was started (pid and start time), alive and not a zombie."""
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
+            return False  # the pid now belongs to another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _read_status(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / "status.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
+    """Options: `procs_dir` (where each process's folder goes), `tick_s` (tail period)."""
+
+    domain = "procs"
+    state_model = ProcsState
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.procs_dir = Path(ctx.options["procs_dir"])
+        self.tick_s = float(ctx.options.get("tick_s", 0.1))
+        self.keep_lines = 10_000
+        self.max_running = 16
+        self.secret_env: set[str] = set()
+
+    def configure(self, config: Config) -> None:
+        self.keep_lines = config.limits.proc_output_lines
+        self.max_running = config.limits.max_processes
+        self.secret_env = {p.api_key_env for p in config.providers.values() if p.api_key_env}
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, state: ProcsState, event: NewEvent) -> ProcsState:
+        data = event.data
+        procs = dict(state.procs)
+        if event.type == "proc.started":
+            procs[data["id"]] = ProcRecord.model_validate(data)
+            return ProcsState(procs=procs)
+        record = procs.get(data.get("id", ""))
+        if record is None:
+            return state
+        if event.type == "proc.output":
+            lines = [*record.lines, *(Line.model_validate(x) for x in data["lines"])]
+            keep = int(data.get("keep", 10_000))
+            cut = max(0, len(lines) - keep)
+            procs[record.id] = record.model_copy(
+                update={
+                    "lines": lines[cut:],
+                    "dropped": record.dropped + cut,
+                    "offsets": data["offsets"],
+                    "next_n": data["lines"][-1]["n"] + 1 if data["lines"] else record.next_n,
+                }
+            )
+        elif event.type == "proc.exited":
+            fields = ("state", "ended_at", "exit_code", "signal", "reason")
+            procs[record.id] = record.model_copy(update={k: data.get(k) for k in fields})
+            finished = sorted(
+                (p for p in procs.values() if p.state != "running"), key=lambda p: p.ended_at or 0
+            )
+            for old in finished[:-KEEP_FINISHED]:
+                del procs[old.id]
+            for old in finished[-KEEP_FINISHED:-KEEP_FINISHED_LINES]:
+                if old.lines:
+                    dropped = old.dropped + len(old.lines)
+                    procs[old.id] = old.model_copy(update={"lines": [], "dropped": dropped})
+        return ProcsState(procs=procs)
+
+    def public_state(self) -> dict[str, Any]:
+        return {"procs": [p.public() for p in self.state.procs.values()]}
+
+    # -- start and rehydration -----------------------------------------------------------------
+
+    def on_begin(self) -> None:
+        super().on_begin()
+        self.procs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for record in list(self.state.procs.values()):
+            if record.state == "running":
+                self._check(record, adopting=True)
+        self.after(self.tick_s, _Tick())
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @command("procs.start", StartPayload)
+    def start_process(self, payload: StartPayload) -> dict[str, Any]:
+        running = sum(1 for p in self.state.procs.values() if p.state == "running")
+        if running >= self.max_running:
+            raise Overloaded(
+                f"{running} processes are running, the limit (limits.max_processes)",
+                retry_after_ms=1000,
+                # the caller decides whether to wait (a session queues the tool call)
+                details={"running": running, "limit": self.max_running, "retryable": False},
+            )
+        if not payload.argv[0]:
+            raise InvalidValue(
+                "argv[0] is empty", details={"path": "argv.0", "expected": "a program"}
+            )
+        if payload.cwd is not None and not Path(payload.cwd).is_dir():
+            raise InvalidValue(
+                f"cwd {payload.cwd!r} is not a folder",
+                details={"path": "cwd", "expected": "an existing folder"},
+            )
+        env = self._environment(payload.env)
+        self._resolve(payload.argv[0], env, payload.cwd)
+        proc_id = "p-" + uuid.uuid4().hex[:12]
+        folder = self.procs_dir / proc_id
+        folder.mkdir(mode=0o700)
+        spec = {"argv": payload.argv, "cwd": payload.cwd, "env": env}
+        spec_path = folder / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        spec_path.chmod(0o600)
+        status = self._launch(proc_id, folder)
+        event = {
+            "id": proc_id,
+            "argv": payload.argv,
+            "cwd": payload.cwd,
+            "session": payload.session,
+            "tool_call": payload.tool_call,
+            "dir": str(folder),
+            "pid": status["pid"],
+            "pgid": status["pgid"],
+            "create_time": status.get("create_time"),
+            "runner_pid": status.get("runner_pid"),
+            "started_at": status["started_at"],
+        }
+        self.log.info("started {} as pid {}: {}", proc_id, status["pid"], payload.argv[0])
+        return self.persist(  # type: ignore[no-any-return]
+            NewEvent("proc.started", event), result=lambda s: {"id": proc_id, "pid": status["pid"]}
+        )
+
+    def _environment(self, extra: dict[str, str] | None) -> dict[str, str]:
+        """The gateway's environment without its secrets, plus what the caller gave."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("TEK_")
+            and k not in self.secret_env
+            and not k.upper().endswith(_SECRET_SUFFIXES)
+        }
+        env.update(extra or {})
+        return env
+
+    @staticmethod
+    def _resolve(program: str, env: dict[str, str], cwd: str | None) -> None:
+        if "/" in program:
+            path = Path(cwd or ".", program) if not program.startswith("/") else Path(program)
+            if not path.is_file() or not os.access(path, os.X_OK):
+                raise InvalidValue(
+                    f"{program!r} is not an executable file",
+                    details={"path": "argv.0", "expected": "an executable program"},
+                )
+            return
+        if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+            raise InvalidValue(
+                f"no program {program!r} on the PATH",
+                details={"path": "argv.0", "expected": "a program on the PATH"},
+            )
+
+    def _launch(self, proc_id: str, folder: Path) -> dict[str, Any]:
+        """Start the runner and wait for its report (it comes within milliseconds)."""
+        read_fd, write_fd = os.pipe()
+        try:
+            with open(folder / "runner.log", "wb") as log:
+                runner = subprocess.Popen(
+                    [sys.executable, "-I", str(RUNNER), str(folder), str(write_fd)],
+                    pass_fds=(write_fd,),
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    cwd=folder,
+                )
+            os.close(write_fd)
+            write_fd = -1
+            runner.wait(START_TIMEOUT_S)  # it forks the real runner and exits at once
+            ready, _, _ = select.select([read_fd], [], [], START_TIMEOUT_S)
+            report = os.read(read_fd, 65_536).decode(errors="replace").strip() if ready else ""
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        if report.startswith("ok "):
+            return _read_status(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        if report.startswith("error "):
+            raise InvalidValue(
+                report[6:], details={"path": "argv.0", "expected": "a program that starts"}
+            )
+        raise InvalidValue(
+            "the process runner did not report a start (see the gateway log)",
+            details={"path": "argv", "expected": "a program that starts"},
+        )
+
+    @command("procs.logs", LogsPayload)
+    def logs(self, payload: LogsPayload) -> dict[str, Any]:
+        record = self._record(payload.id)
+        since = payload.since or 0
+        out: list[dict[str, Any]] = []
+        first = record.lines[0].n if record.lines else record.next_n
+        if record.dropped and since < first - 1:
+            out.append(
+                {
+                    "n": first - 1,
+                    "stream": "dropped",
+                    "text": f"[{first - 1 - since} lines dropped: limits.proc_output_lines is "
+                    f"{self.keep_lines}; the whole output is in {record.dir}]",
+                }
+            )
+        start = max(0, since + 1 - first)
+        out += [line.model_dump() for line in record.lines[start : start + payload.limit]]
+        return {
+            "id": record.id,
+            "lines": out,
+            "state": record.state,
+            "exit_code": record.exit_code,
+            "signal": record.signal,
+            "next": out[-1]["n"] if out else since,
+            "last": record.next_n - 1,
+        }
+
+    @command("procs.get", IdPayload)
+    def get(self, payload: IdPayload) -> dict[str, Any]:
+        return self._record(payload.id).public()
+
+    @command("procs.list", ListPayload)
+    def list_(self, payload: ListPayload) -> dict[str, Any]:
+        items = [
+            p.public()
+            for p in sorted(self.state.procs.values(), key=lambda p: p.started_at)
+            if (payload.state is None or p.state == payload.state)
+            and (payload.session is None or p.session == payload.session)
+        ]
+        return {"items": items}
+
+    @command("procs.kill", KillPayload)
+    def kill(self, payload: KillPayload) -> dict[str, Any]:
+        record = self._record(payload.id)
+        if record.state != "running" or not is_alive(record.pid, record.create_time):
+            raise Conflict(
+                f"{record.id} is not running (it is {record.state})",
+                details={"id": record.id, "state": record.state},
+            )
+        self._signal(record, _SIGNALS[payload.signal])
+        if payload.signal != "KILL" and payload.grace_ms:
+            self.after(payload.grace_ms / 1000, _Escalate(record.id))
+        return {**record.public(), "signal_sent": payload.signal}
+
+    def _record(self, proc_id: str) -> ProcRecord:
+        record = self.state.procs.get(proc_id)
+        if record is None:
+            raise NotFound(f"there is no process {proc_id!r}", details={"id": proc_id})
+        return record
+
+    def _signal(self, record: ProcRecord, sig: int) -> None:
+        try:
+            os.killpg(record.pgid, sig)
+        except ProcessLookupError:
+            pass  # the whole group is already gone
+        self.log.info("sent {} to the process group of {}", signal.Signals(sig).name, record.id)
+
+    # -- the tick: tail, liveness, exits -----------------------------------------------------
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, _Tick):
+            for record in list(self.state.procs.values()):
+                if record.state == "running":
+                    self._check(record)
+            self.after(self.tick_s, _Tick())
+            return None
+        if isinstance(message, _Escalate):
+            target = self.state.procs.get(message.id)
+            if (
+                target is not None
+                and target.state == "running"
+                and is_alive(target.pid, target.create_time)
+            ):
+                self.log.warning("{} outlived its grace: KILL", target.id)
+                self._signal(target, signal.SIGKILL)
+            return None
+        return super().on_message(message)
+
+    def _check(self, record: ProcRecord, *, adopting: bool = False) -> None:
+        folder = Path(record.dir)
+        status = _read_status(folder)
+        ended = "ended_at" in status and status.get("pid") == record.pid
+        record = self._tail(record, final=ended)
+        if ended:
+            self._exited(record, status.get("exit_code"), status.get("signal"), status["ended_at"])
+            return
+        if is_alive(record.pid, record.create_time):
+            if adopting:
+                self.log.info("re-adopted {} (pid {})", record.id, record.pid)
+            return
+        if record.runner_pid is not None and is_alive(record.runner_pid, None):
+            return  # the runner is reaping it and about to write the status
+        reason = (
+            "its pid now belongs to another process"
+            if psutil.pid_exists(record.pid)
+            else "it ended while its runner was gone: the exit status is unknown"
+        )
+        record = self._tail(record, final=True)
+        self.log.warning("{} is lost: {}", record.id, reason)
+        self.persist(
+            NewEvent(
+                "proc.exited",
+                {
+                    "id": record.id,
+                    "state": "lost",
+                    "ended_at": self.ctx.clock.time(),
+                    "exit_code": None,
+                    "signal": None,
+                    "reason": reason,
+                },
+            )
+        )
+
+    def _exited(
+        self, record: ProcRecord, exit_code: int | None, sig: int | None, ended_at: float
+    ) -> None:
+        self.log.info("{} exited (code {}, signal {})", record.id, exit_code, sig)
+        self.persist(
+            NewEvent(
+                "proc.exited",
+                {
+                    "id": record.id,
+                    "state": "exited",
+                    "ended_at": ended_at,
+                    "exit_code": exit_code,
+                    "signal": sig,
+                    "duration_s": round(ended_at - record.started_at, 3),
+                },
+            )
+        )
+
+    def _tail(self, record: ProcRecord, *, final: bool) -> ProcRecord:
+        """Journal what the logs gained since the stored offsets, as numbered lines, in events
+        of at most BATCH lines. `final`: the process has ended, so everything is read and a last
+        line without a newline counts too. Returns the record as it is now."""
+        while True:
+            lines: list[dict[str, Any]] = []
+            offsets = dict(record.offsets)
+            n = record.next_n
+            more = False
+            for stream in ("stdout", "stderr"):
+                data = self._read(Path(record.dir) / f"{stream}.log", offsets[stream])
+                whole = len(data) < READ_CHUNK  # the end of the file is in `data`
+                more = more or not whole
+                end = data.rfind(b"\n") + 1
+                if final and whole:
+                    end = len(data)
+                elif end == 0 and len(data) >= MAX_LINE:
+                    end = len(data)  # a very long line with no newline yet: cut it here
+                for raw in data[:end].splitlines():
+                    text = raw.decode(errors="replace")
+                    if len(text) > MAX_LINE:
+                        text = text[:MAX_LINE] + " …[line cut]"
+                    lines.append({"n": n, "stream": stream, "text": text})
+                    n += 1
+                offsets[stream] += end
+            if offsets == record.offsets:
+                return record
+            events = [
+                NewEvent(
+                    "proc.output",
+                    {
+                        "id": record.id,
+                        "lines": lines[i : i + BATCH],
+                        # the offsets only with the batch that completes the read
+                        "offsets": offsets if i + BATCH >= len(lines) else record.offsets,
+                        "keep": self.keep_lines,
+                    },
+                )
+                for i in range(0, max(len(lines), 1), BATCH)
+            ]
+            self.persist(*events)
+            record = self.state.procs[record.id]
+            if not (final and more):
+                return record
+
+    @staticmethod
+    def _read(path: Path, offset: int) -> bytes:
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                return f.read(READ_CHUNK)
+        except FileNotFoundError:
+            return b""
