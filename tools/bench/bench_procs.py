@@ -1,0 +1,144 @@
+"""Lines per second from a tool process to a subscribed client, end to end, nothing lost.
+
+A real gateway (`tek gateway run`, fresh TEK_HOME) and the bare pyzmq+msgpack echo (the floor).
+A raw client (pyzmq DEALER + msgpack, nothing from tek_actors) subscribes to `proc.output`,
+starts a Python process that prints N numbered lines as fast as it can, and counts the lines
+that arrive, checking each number once and in order, until the last one. The rate is N / (time
+from the `procs.start` reply to the last line received). The floor is the echo's pipelined
+message rate in the same run; the report gives lines/s, the ratio to the floor, and the journal
+events per second it took. A measurement, not a test: the exit code is 0 whenever it ran.
+
+    /work/venv/bin/python tools/bench/bench_procs.py            # 3 rounds of 200,000 lines
+    /work/venv/bin/python tools/bench/bench_procs.py --quick    # 1 round of 50,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_ping import (  # noqa: E402  (a sibling script, not a package)
+    ECHO_SERVER,
+    RawClient,
+    Server,
+    machine_info,
+    start_server,
+    stop_server,
+    wait_ready,
+)
+
+
+class Subscriber(RawClient):
+    def request(self, type_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        frame = {"v": 1, "id": self.next_id, "type": type_name, "payload": payload}
+        self.sock.send(msgpack.packb(frame, use_bin_type=True))
+        while True:
+            message = msgpack.unpackb(self.sock.recv(), raw=False)
+            if "event" in message:
+                continue  # nothing is subscribed yet, or it predates this run
+            if not message.get("ok"):
+                raise RuntimeError(f"{type_name} failed: {message}")
+            return dict(message["result"])
+
+    def run_printer(self, n: int) -> dict[str, Any]:
+        script = f"import sys\nw = sys.stdout.write\nfor i in range(1, {n + 1}): w(f'{{i}}\\n')\n"
+        started = self.request("procs.start", {"argv": [sys.executable, "-c", script]})
+        t0 = time.perf_counter()
+        proc_id, expected, events = started["id"], 1, 0
+        while expected <= n:
+            message = msgpack.unpackb(self.sock.recv(), raw=False)
+            if message.get("event") != "proc.output" or message["data"]["id"] != proc_id:
+                continue
+            events += 1
+            for line in message["data"]["lines"]:
+                if line["n"] != expected or line["text"] != str(expected):
+                    raise RuntimeError(f"line {line} where {expected} was due")
+                expected += 1
+        elapsed = time.perf_counter() - t0
+        return {"lines_per_s": n / elapsed, "events": events, "seconds": elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--lines", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    n = args.lines or (50_000 if args.quick else 200_000)
+    rounds = args.rounds or (1 if args.quick else 3)
+    tmp = Path(tempfile.mkdtemp(prefix="tekb"))
+    ctx: zmq.Context[Any] = zmq.Context()
+    servers: list[Server] = []
+    try:
+        echo_ep = f"ipc://{tmp}/echo.sock"
+        echo = start_server(
+            "echo", [sys.executable, str(ECHO_SERVER), echo_ep], echo_ep, tmp / "echo.out"
+        )
+        servers.append(echo)
+        home = tmp / "home"
+        home.mkdir()
+        gw_ep = f"ipc://{home}/run/gateway.sock"
+        env = dict(os.environ, TEK_HOME=str(home), TEK_LOG_LEVEL="WARNING")
+        gateway = start_server(
+            "gateway",
+            [sys.executable, "-m", "tek_actors", "gateway", "run"],
+            gw_ep,
+            tmp / "gateway.out",
+            env=env,
+        )
+        servers.append(gateway)
+        wait_ready(ctx, echo)
+        wait_ready(ctx, gateway)
+        floor = RawClient(ctx, echo_ep)
+        sub = Subscriber(ctx, gw_ep)
+        try:
+            sub.request("hello", {"client_id": "bench", "topics": ["proc.output"]})
+            floors, runs = [], []
+            for _ in range(rounds):
+                floors.append(20_000 / floor.pipelined(20_000))
+                runs.append(sub.run_printer(n))
+        finally:
+            floor.close()
+            sub.close()
+        rate = statistics.median(r["lines_per_s"] for r in runs)
+        floor_rate = statistics.median(floors)
+        result = {
+            "machine": machine_info(),
+            "lines": n,
+            "rounds": rounds,
+            "lines_per_s": round(rate),
+            "floor_msgs_per_s": round(floor_rate),
+            "lines_per_floor_msg": round(rate / floor_rate, 2),
+            "events_per_run": [r["events"] for r in runs],
+            "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs],
+        }
+        print(json.dumps(result, indent=2))
+        print(
+            f"{rate:,.0f} lines/s end to end, nothing lost ({rate / floor_rate:.2f}x the floor's "
+            f"{floor_rate:,.0f} messages/s)"
+        )
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+    finally:
+        for server in reversed(servers):
+            stop_server(server)
+        ctx.term()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
