@@ -33,6 +33,7 @@ from loguru import logger
 
 from tek_actors._version import __version__
 from tek_actors.actors import RetentionTicker
+from tek_actors.approvals import ApprovalActor
 from tek_actors.config import Config, ConfigActor, ConfigStore
 from tek_actors.errors import InvalidValue, Unavailable
 from tek_actors.home import HomeLock, TekHome
@@ -138,6 +139,12 @@ class Gateway:
                     "watch_s": self.config_watch_s,
                     "snapshot_every": self.settings.snapshot_every,
                 },
+                **common,
+            ),
+            ChildSpec(
+                "approvals",
+                ApprovalActor,
+                options={"snapshot_every": self.settings.snapshot_every},
                 **common,
             ),
             ChildSpec(

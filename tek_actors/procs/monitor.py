@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psutil
+import pykka
 from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import Conflict, InvalidValue, NotFound, Overloaded
+from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.runtime import ActorContext, PersistentActor, command
+from tek_actors.runtime.actor import tell_quietly
 from tek_actors.store import NewEvent
 from tek_actors.wire import WireModel
 
@@ -167,6 +170,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.keep_lines = 10_000
         self.max_running = 16
         self.secret_env: set[str] = set()
+        self.watchers: dict[str, list[pykka.ActorRef[Any]]] = {}
 
     def configure(self, config: Config) -> None:
         self.keep_lines = config.limits.proc_output_lines
@@ -411,6 +415,13 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                     self._check(record)
             self.after(self.tick_s, _Tick())
             return None
+        if isinstance(message, WatchProcess):
+            watched = self.state.procs.get(message.proc_id)
+            if watched is None or watched.state != "running":
+                self._tell_end(message.reply_to, message.proc_id, watched)
+            else:
+                self.watchers.setdefault(message.proc_id, []).append(message.reply_to)
+            return None
         if isinstance(message, _Escalate):
             target = self.state.procs.get(message.id)
             if (
@@ -457,6 +468,18 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 },
             )
         )
+        self._ended(record.id)
+
+    @staticmethod
+    def _tell_end(ref: pykka.ActorRef[Any], proc_id: str, record: ProcRecord | None) -> None:
+        if record is None:
+            tell_quietly(ref, ProcEnded(proc_id, "unknown"))
+        else:
+            tell_quietly(ref, ProcEnded(proc_id, record.state, record.exit_code, record.signal))
+
+    def _ended(self, proc_id: str) -> None:
+        for ref in self.watchers.pop(proc_id, []):
+            self._tell_end(ref, proc_id, self.state.procs.get(proc_id))
 
     def _exited(
         self, record: ProcRecord, exit_code: int | None, sig: int | None, ended_at: float
@@ -475,6 +498,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 },
             )
         )
+        self._ended(record.id)
 
     def _tail(self, record: ProcRecord, *, final: bool) -> ProcRecord:
         """Journal what the logs gained since the stored offsets, as numbered lines, in events

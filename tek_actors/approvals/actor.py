@@ -1,0 +1,442 @@
+"""ApprovalActor: a person decides before a tool runs; a tool call runs exactly once or never.
+
+Each tool call (session, tool_call id, exact arguments) is one approval, moved only by journaled
+events:
+
+    pending --decide--> approved | denied          pending --expiry--> expired
+    approved --begin (durable, before the tool starts)--> running
+    running --finish--> executed | failed          running, after a crash --> executed | unknown
+
+The policy (`approvals.*` in config) decides at request time: `auto` approves, `deny` denies,
+`ask` leaves it pending for a person. `policy_version` grows with every policy change. The caller
+asks again at the moment the tool is about to run (`approvals.begin` with the policy_version it
+saw): if the policy changed since, the call is evaluated again, so no decision is ever cached
+outside this actor. A call marked running is never started again: after a crash, the process
+monitor says whether its process ended (then it is `executed`, with the exit), and otherwise it
+is `unknown`, which the caller must report as such and never re-run.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StrictStr
+
+from tek_actors.approvals.policy import arguments_digest, evaluate, policy_digest, remembered
+from tek_actors.config import Config, ConfigDependent
+from tek_actors.config.model import ApprovalsConfig
+from tek_actors.errors import Conflict, NotFound, TekError
+from tek_actors.procs.messages import ProcEnded, WatchProcess
+from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.runtime.actor import tell_quietly
+from tek_actors.store import NewEvent
+from tek_actors.wire import WireModel
+
+__all__ = ["Approval", "ApprovalActor", "ApprovalsState"]
+
+SWEEP_S = 30.0
+RECOVER_RETRY_S = 0.5
+Status = Literal[
+    "pending", "approved", "denied", "expired", "running", "executed", "failed", "unknown"
+]
+FINAL = frozenset({"denied", "expired", "executed", "failed", "unknown"})
+
+Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Key = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+
+
+class Approval(BaseModel):
+    id: str
+    session: str
+    tool_call: str
+    tool: str
+    arguments: dict[str, Any]
+    digest: str
+    status: Status = "pending"
+    decided_by: str | None = None  # "policy" or "person"
+    reason: str | None = None
+    policy_version: int = 0  # the policy the decision was made under
+    requested_at: float
+    expires_at: float | None = None
+    decided_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    proc_id: str | None = None
+    result: dict[str, Any] | None = None
+
+
+class ApprovalsState(BaseModel):
+    items: dict[str, Approval] = {}
+    by_call: dict[str, str] = {}  # "session\x00tool_call" -> the newest approval's id
+    policy_version: int = 0
+    policy_digest: str = ""
+
+
+class RequestPayload(WireModel):
+    session: Key
+    tool_call: Key
+    tool: Annotated[StrictStr, Field(min_length=1, max_length=128)]
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class DecidePayload(WireModel):
+    id: Id
+    decision: Literal["approve", "deny"]
+    remember: bool = False
+    reason: Annotated[StrictStr, Field(max_length=1000)] | None = None
+
+
+class BeginPayload(WireModel):
+    id: Id
+    policy_version: Annotated[int, Field(ge=0)]
+
+
+class AttachPayload(WireModel):
+    id: Id
+    proc_id: Id
+
+
+class FinishPayload(WireModel):
+    id: Id
+    outcome: Literal["executed", "failed"]
+    result: dict[str, Any] | None = None
+
+
+class IdPayload(WireModel):
+    id: Id
+
+
+class ListPayload(WireModel):
+    status: Status | None = None
+    session: Key | None = None
+
+
+class _Sweep:
+    __slots__ = ()
+
+
+class _Recover:
+    __slots__ = ()
+
+
+class _Remembered:
+    __slots__ = ("item_id", "ok", "ticket", "value")
+
+    def __init__(self, ticket: Ticket, item_id: str, ok: bool, value: Any) -> None:
+        self.ticket, self.item_id, self.ok, self.value = ticket, item_id, ok, value
+
+
+def _call_key(session: str, tool_call: str) -> str:
+    return f"{session}\x00{tool_call}"
+
+
+class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
+    domain = "approvals"
+    state_model = ApprovalsState
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.policy = ApprovalsConfig()
+        self.sweep_s = float(ctx.options.get("sweep_s", SWEEP_S))
+
+    # -- events ------------------------------------------------------------------------------
+
+    def apply(self, state: ApprovalsState, event: NewEvent) -> ApprovalsState:
+        data = event.data
+        if event.type == "approval.policy":
+            return state.model_copy(
+                update={"policy_version": data["version"], "policy_digest": data["digest"]}
+            )
+        if event.type == "approval.requested":
+            item = Approval.model_validate(data)
+            key = _call_key(item.session, item.tool_call)
+            return state.model_copy(
+                update={
+                    "items": {**state.items, item.id: item},
+                    "by_call": {**state.by_call, key: item.id},
+                }
+            )
+        current = state.items.get(data.get("id", ""))
+        if current is None:
+            return state
+        changes = {k: v for k, v in data.items() if k in Approval.model_fields and k != "id"}
+        return state.model_copy(
+            update={"items": {**state.items, current.id: current.model_copy(update=changes)}}
+        )
+
+    def public_state(self) -> dict[str, Any]:
+        pending = [
+            i.model_dump(mode="json") for i in self.state.items.values() if i.status == "pending"
+        ]
+        return {"pending": pending, "policy_version": self.state.policy_version}
+
+    # -- configuration and start -------------------------------------------------------------
+
+    def configure(self, config: Config) -> None:
+        self.policy = config.approvals
+        digest = policy_digest(self.policy)
+        if digest != self.state.policy_digest:
+            version = self.state.policy_version + 1
+            self.persist(NewEvent("approval.policy", {"version": version, "digest": digest}))
+
+    def on_begin(self) -> None:
+        super().on_begin()
+        self.after(self.sweep_s, _Sweep())
+        if any(i.status == "running" for i in self.state.items.values()):
+            self.actor_ref.tell(_Recover())
+
+    # -- requests ----------------------------------------------------------------------------
+
+    @command("approvals.request", RequestPayload)
+    def request(self, payload: RequestPayload) -> dict[str, Any]:
+        digest = arguments_digest(payload.arguments)
+        known = self.state.by_call.get(_call_key(payload.session, payload.tool_call))
+        if known is not None and self.state.items[known].digest == digest:
+            return self._view(self.state.items[known])  # the same call asked twice: one request
+        now = self.ctx.clock.time()
+        action, why = evaluate(self.policy, payload.tool, payload.arguments)
+        item_id = "a-" + uuid.uuid4().hex[:12]
+        item = {
+            "id": item_id,
+            "session": payload.session,
+            "tool_call": payload.tool_call,
+            "tool": payload.tool,
+            "arguments": payload.arguments,
+            "digest": digest,
+            "status": "pending",
+            "policy_version": self.state.policy_version,
+            "requested_at": now,
+            "expires_at": now + self.policy.expire_after_s if action == "ask" else None,
+        }
+        events = [NewEvent("approval.requested", item)]
+        if action != "ask":
+            events.append(self._decided(item_id, action == "auto", "policy", why))
+        return self.persist(*events, result=lambda s: self._view(s.items[item_id]))  # type: ignore[no-any-return]
+
+    @command("approvals.decide", DecidePayload)
+    def decide(self, payload: DecidePayload) -> Any:
+        item = self._item(payload.id)
+        if item.status != "pending":
+            raise Conflict(
+                f"{item.id} is already {item.status}; it cannot be decided again",
+                details={"id": item.id, "status": item.status},
+            )
+        reason = payload.reason or f"{payload.decision}d by a person"
+        event = self._decided(item.id, payload.decision == "approve", "person", reason)
+        if not payload.remember:
+            return self.persist(event, result=lambda s: self._view(s.items[item.id]))
+        ticket = self.defer()
+        self.persist(event, result=lambda s: None)
+        action = "auto" if payload.decision == "approve" else "deny"
+        path, value = remembered(self.policy, item.tool, item.arguments, action)
+        ref = self.actor_ref
+        change = Ticket(
+            "config.set",
+            {"path": path, "value": value},
+            lambda t, ok, v: tell_quietly(ref, _Remembered(ticket, item.id, ok, v)),
+        )
+        if not self.send("config", change):
+            self.answer(ticket, {**self._view(self.state.items[item.id]), "remembered": False})
+        return None
+
+    @command("approvals.begin", BeginPayload)
+    def begin(self, payload: BeginPayload) -> dict[str, Any]:
+        """The tool is about to run: mark it running (durably) if it may; else say why not."""
+        item = self._item(payload.id)
+        if item.status == "running" or item.status in ("executed", "failed", "unknown"):
+            raise Conflict(
+                f"{item.id} was already started ({item.status}); it never runs twice",
+                details={"id": item.id, "status": item.status},
+            )
+        if item.status != "approved":
+            return self._view(item)  # pending, denied or expired: the caller must not run it
+        events = []
+        if payload.policy_version != self.state.policy_version or (
+            item.policy_version != self.state.policy_version
+        ):
+            action, why = evaluate(self.policy, item.tool, item.arguments)
+            if action == "deny":
+                events.append(self._decided(item.id, False, "policy", f"the policy changed: {why}"))
+            elif action == "ask" and item.decided_by == "policy":
+                now = self.ctx.clock.time()
+                events.append(
+                    NewEvent(
+                        "approval.requested",
+                        {
+                            **item.model_dump(mode="json"),
+                            "status": "pending",
+                            "decided_by": None,
+                            "reason": f"the policy changed: {why}",
+                            "policy_version": self.state.policy_version,
+                            "expires_at": now + self.policy.expire_after_s,
+                        },
+                    )
+                )
+        if events:
+            return self.persist(*events, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+        running = NewEvent(
+            "approval.running",
+            {"id": item.id, "status": "running", "started_at": self.ctx.clock.time()},
+        )
+        return self.persist(running, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+
+    @command("approvals.attach", AttachPayload)
+    def attach(self, payload: AttachPayload) -> dict[str, Any]:
+        """The process that runs this call (so a restart can learn how it ended)."""
+        item = self._item(payload.id)
+        if item.status != "running":
+            raise Conflict(f"{item.id} is {item.status}, not running", details={"id": item.id})
+        event = NewEvent("approval.attached", {"id": item.id, "proc_id": payload.proc_id})
+        return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+
+    @command("approvals.finish", FinishPayload)
+    def finish(self, payload: FinishPayload) -> dict[str, Any]:
+        item = self._item(payload.id)
+        if item.status != "running":
+            raise Conflict(
+                f"{item.id} is {item.status}, not running",
+                details={"id": item.id, "status": item.status},
+            )
+        event = NewEvent(
+            f"approval.{payload.outcome}",
+            {
+                "id": item.id,
+                "status": payload.outcome,
+                "finished_at": self.ctx.clock.time(),
+                "result": payload.result,
+            },
+        )
+        return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+
+    @command("approvals.get", IdPayload)
+    def get(self, payload: IdPayload) -> dict[str, Any]:
+        return self._view(self._item(payload.id))
+
+    @command("approvals.list", ListPayload)
+    def list_(self, payload: ListPayload) -> dict[str, Any]:
+        items = [
+            self._view(i)
+            for i in sorted(self.state.items.values(), key=lambda i: i.requested_at)
+            if (payload.status is None or i.status == payload.status)
+            and (payload.session is None or i.session == payload.session)
+        ]
+        return {"items": items, "policy_version": self.state.policy_version}
+
+    # -- internal ----------------------------------------------------------------------------
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, _Sweep):
+            self._sweep()
+            self.after(self.sweep_s, _Sweep())
+            return None
+        if isinstance(message, _Recover):
+            self._recover()
+            return None
+        if isinstance(message, ProcEnded):
+            self._proc_ended(message)
+            return None
+        if isinstance(message, _Remembered):
+            # The decision is durable already; the policy change is applied (or refused) now.
+            view = self._view(self.state.items[message.item_id]) | {"remembered": message.ok}
+            if not message.ok and isinstance(message.value, TekError):
+                view["remember_error"] = message.value.message
+            self.answer(message.ticket, view)
+            return None
+        return super().on_message(message)
+
+    def _sweep(self) -> None:
+        now = self.ctx.clock.time()
+        expired = [
+            NewEvent(
+                "approval.expired",
+                {
+                    "id": i.id,
+                    "status": "expired",
+                    "decided_at": now,
+                    "reason": "nobody decided in time",
+                },
+            )
+            for i in self.state.items.values()
+            if i.status == "pending" and i.expires_at is not None and i.expires_at <= now
+        ]
+        if expired:
+            self.persist(*expired)
+
+    def _recover(self) -> None:
+        """Calls that were running when the gateway went down: never started again."""
+        running = [i for i in self.state.items.values() if i.status == "running"]
+        unknown = [
+            NewEvent(
+                "approval.unknown",
+                {
+                    "id": i.id,
+                    "status": "unknown",
+                    "finished_at": self.ctx.clock.time(),
+                    "reason": "the gateway stopped after the call was marked running and before "
+                    "its process was known: whether it ran is unknown, so it is never re-run",
+                },
+            )
+            for i in running
+            if i.proc_id is None
+        ]
+        if unknown:
+            self.persist(*unknown)
+        watched = [i for i in running if i.proc_id is not None]
+        for item in watched:
+            assert item.proc_id is not None
+            if not self.send("procs", WatchProcess(item.proc_id, self.actor_ref)):
+                self.after(RECOVER_RETRY_S, _Recover())  # the monitor is not up yet
+                return
+
+    def _proc_ended(self, ended: ProcEnded) -> None:
+        for item in list(self.state.items.values()):
+            if item.proc_id != ended.proc_id or item.status != "running":
+                continue
+            if ended.state == "exited":
+                result = {"exit_code": ended.exit_code, "signal": ended.signal, "recovered": True}
+                self.persist(
+                    NewEvent(
+                        "approval.executed",
+                        {
+                            "id": item.id,
+                            "status": "executed",
+                            "finished_at": self.ctx.clock.time(),
+                            "result": result,
+                        },
+                    )
+                )
+            else:
+                self.persist(
+                    NewEvent(
+                        "approval.unknown",
+                        {
+                            "id": item.id,
+                            "status": "unknown",
+                            "finished_at": self.ctx.clock.time(),
+                            "reason": f"its process is {ended.state}: the outcome is unknown",
+                        },
+                    )
+                )
+
+    def _decided(self, item_id: str, approve: bool, by: str, reason: str) -> NewEvent:
+        return NewEvent(
+            "approval.decided",
+            {
+                "id": item_id,
+                "status": "approved" if approve else "denied",
+                "decided_by": by,
+                "reason": reason,
+                "decided_at": self.ctx.clock.time(),
+                "policy_version": self.state.policy_version,
+            },
+        )
+
+    def _item(self, item_id: str) -> Approval:
+        item = self.state.items.get(item_id)
+        if item is None:
+            raise NotFound(f"there is no approval {item_id!r}", details={"id": item_id})
+        return item
+
+    def _view(self, item: Approval) -> dict[str, Any]:
+        return {**item.model_dump(mode="json"), "current_policy_version": self.state.policy_version}
