@@ -29,7 +29,7 @@ import msgpack
 import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_ping import (  # noqa: E402  (a sibling script, not a package)
+from bench_ping import (  # a sibling script, not a package
     ECHO_SERVER,
     RawClient,
     Server,

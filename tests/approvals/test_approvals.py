@@ -1,0 +1,183 @@
+"""The ApprovalActor in an embedded gateway: policy, decisions, expiry, query on execution."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tek_actors import Client, Conflict, Gateway, NotFound
+from tek_actors.runtime import FakeClock
+from tek_actors.testing import write_config
+
+Start = Callable[..., tuple[Gateway, Client]]
+
+
+@pytest.fixture
+def start(home: Path) -> Iterator[Start]:
+    opened: list[tuple[Gateway, Client]] = []
+
+    def make(config: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Gateway, Client]:
+        if config is not None:
+            write_config(home, config)
+        gateway = Gateway(home, embedded=True, test_hooks=True, **kwargs).start()
+        client = gateway.client()
+        opened.append((gateway, client))
+        return gateway, client
+
+    yield make
+    for gateway, client in opened:
+        client.close()
+        gateway.stop(grace_ms=0)
+
+
+def ask(client: Client, call: str, argv: list[str], session: str = "s1") -> dict[str, Any]:
+    payload = {"session": session, "tool_call": call, "tool": "shell", "arguments": {"argv": argv}}
+    result: dict[str, Any] = client.call("approvals.request", payload)
+    return result
+
+
+def test_the_policy_decides_at_request_time_deny_over_ask_over_auto(start: Start) -> None:
+    rules = [
+        {"tool": "shell", "argv_prefix": ["git"], "action": "auto"},
+        {"tool": "shell", "argv_prefix": ["git", "push"], "action": "deny"},
+    ]
+    _, client = start(
+        {"approvals": {"default": "ask", "rules": rules, "tools": {"read_file": "auto"}}}
+    )
+    assert ask(client, "c1", ["git", "status"])["status"] == "approved"
+    pushed = ask(client, "c2", ["git", "push", "origin"])
+    assert pushed["status"] == "denied" and pushed["decided_by"] == "policy"
+    assert "rule 1" in pushed["reason"]
+    assert ask(client, "c3", ["rm", "-rf", "x"])["status"] == "pending"
+    read = client.call(
+        "approvals.request",
+        {"session": "s1", "tool_call": "c4", "tool": "read_file", "arguments": {"path": "/x"}},
+    )
+    assert read["status"] == "approved"
+
+
+def test_the_same_call_is_one_request_and_changed_arguments_a_new_one(start: Start) -> None:
+    _, client = start()
+    first = ask(client, "c1", ["ls"])
+    assert ask(client, "c1", ["ls"])["id"] == first["id"]
+    changed = ask(client, "c1", ["ls", "-la"])
+    assert changed["id"] != first["id"] and changed["status"] == "pending"
+    assert len(client.call("approvals.list", {"status": "pending"})["items"]) == 2
+
+
+def test_decide_once_conflict_twice_and_not_found(start: Start) -> None:
+    _, client = start()
+    item = ask(client, "c1", ["ls"])
+    decided = client.call("approvals.decide", {"id": item["id"], "decision": "deny"})
+    assert decided["status"] == "denied" and decided["decided_by"] == "person"
+    with pytest.raises(Conflict):
+        client.call("approvals.decide", {"id": item["id"], "decision": "approve"})
+    with pytest.raises(NotFound):
+        client.call("approvals.decide", {"id": "a-nope", "decision": "approve"})
+    begun = client.call("approvals.begin", {"id": item["id"], "policy_version": 1})
+    assert begun["status"] == "denied"  # the caller must not run it
+
+
+def test_remember_adds_a_rule_through_the_configuration(start: Start) -> None:
+    _, client = start()
+    item = ask(client, "c1", ["make", "test"])
+    version = item["current_policy_version"]
+    decided = client.call(
+        "approvals.decide", {"id": item["id"], "decision": "approve", "remember": True}
+    )
+    assert decided["remembered"] is True and decided["current_policy_version"] == version + 1
+    rules = client.call("config.get", {"path": "approvals.rules"})["value"]
+    assert rules == [{"tool": "shell", "argv_prefix": ["make", "test"], "action": "auto"}]
+    assert ask(client, "c2", ["make", "test"])["status"] == "approved"
+
+
+def test_pending_requests_expire_on_the_sweep(start: Start) -> None:
+    clock = FakeClock()
+    _, client = start({"approvals": {"expire_after_s": 3600}}, clock=clock)
+    client.hello(topics=["approval.*"])
+    item = ask(client, "c1", ["ls"])
+    assert client.next_event(5)["event"] == "approval.requested"  # type: ignore[index]
+    clock.advance(1800)
+    assert client.call("approvals.get", {"id": item["id"]})["status"] == "pending"
+    clock.advance(1900)  # past the hour, at the next sweep
+    expired = client.next_event(5)
+    assert expired is not None and expired["event"] == "approval.expired"
+    assert client.call("approvals.get", {"id": item["id"]})["status"] == "expired"
+    with pytest.raises(Conflict):
+        client.call("approvals.decide", {"id": item["id"], "decision": "approve"})
+    begun = client.call("approvals.begin", {"id": item["id"], "policy_version": 1})
+    assert begun["status"] == "expired" and "nobody decided" in begun["reason"]
+
+
+def test_a_policy_change_between_request_and_execution_is_honoured(start: Start) -> None:
+    _, client = start({"approvals": {"default": "auto"}})
+    item = ask(client, "c1", ["curl", "example.com"])
+    other = ask(client, "c2", ["ls"], session="s2")
+    assert item["status"] == other["status"] == "approved"
+    seen = item["current_policy_version"]
+    client.call("config.set", {"path": "approvals.tools.shell", "value": "deny"})
+    begun = client.call("approvals.begin", {"id": item["id"], "policy_version": seen})
+    assert begun["status"] == "denied" and "policy changed" in begun["reason"]
+    # auto -> ask: an approval the policy gave goes back to a person
+    client.call("config.set", {"path": "approvals.tools.shell", "value": "ask"})
+    again = client.call("approvals.begin", {"id": other["id"], "policy_version": seen})
+    assert again["status"] == "pending"
+
+
+def test_a_call_runs_once_begin_twice_is_a_conflict(start: Start) -> None:
+    _, client = start({"approvals": {"default": "auto"}})
+    item = ask(client, "c1", ["ls"])
+    version = item["current_policy_version"]
+    assert (
+        client.call("approvals.begin", {"id": item["id"], "policy_version": version})["status"]
+        == "running"
+    )
+    with pytest.raises(Conflict):
+        client.call("approvals.begin", {"id": item["id"], "policy_version": version})
+    done = client.call(
+        "approvals.finish", {"id": item["id"], "outcome": "executed", "result": {"exit_code": 0}}
+    )
+    assert done["status"] == "executed" and done["result"] == {"exit_code": 0}
+    with pytest.raises(Conflict):
+        client.call("approvals.finish", {"id": item["id"], "outcome": "executed"})
+
+
+def test_subscribers_see_requests_and_decisions_and_a_reconnect_sees_them_pending(
+    start: Start,
+) -> None:
+    gateway, client = start()
+    watcher = gateway.client()
+    try:
+        watcher.hello(topics=["approval.*"])
+        item = ask(client, "c1", ["ls"])
+        requested = watcher.next_event(5)
+        assert requested is not None and requested["data"]["id"] == item["id"]
+        later = gateway.client()
+        later.hello(since_seq=0, topics=["approval.requested"])
+        replayed = later.next_event(5)
+        assert replayed is not None and replayed["data"]["id"] == item["id"]
+        later.close()
+        client.call("approvals.decide", {"id": item["id"], "decision": "approve"})
+        decided = watcher.next_event(5)
+        assert decided is not None and decided["event"] == "approval.decided"
+    finally:
+        watcher.close()
+
+
+def test_bad_input_is_refused(start: Start) -> None:
+    from tek_actors import InvalidRequest
+
+    _, client = start()
+    for payload in (
+        {"session": "", "tool_call": "c", "tool": "shell"},
+        {"session": "s", "tool_call": "c", "tool": "shell", "arguments": []},
+        {"session": "s", "tool_call": "c"},
+    ):
+        with pytest.raises(InvalidRequest):
+            client.call("approvals.request", payload)
+    with pytest.raises(InvalidRequest):
+        client.call("approvals.decide", {"id": "a-1", "decision": "maybe"})
+    assert client.call("approvals.list")["items"] == []
