@@ -176,7 +176,8 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
     def configure(self, config: Config) -> None:
         self.policy = config.approvals
         digest = policy_digest(self.policy)
-        if digest != self.state.policy_digest:
+        known = self.state.policy_digest or policy_digest(ApprovalsConfig())  # version 0
+        if digest != known:
             version = self.state.policy_version + 1
             self.persist(NewEvent("approval.policy", {"version": version, "digest": digest}))
 

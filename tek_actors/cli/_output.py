@@ -31,7 +31,9 @@ class Output:
 
     @property
     def console(self) -> Console:
-        return Console(stderr=False, highlight=False, soft_wrap=True)
+        # Piped output gets wide lines (a table is not folded at 80 columns for a script).
+        width = None if sys.stdout.isatty() else 200
+        return Console(stderr=False, highlight=False, soft_wrap=True, width=width)
 
     def emit(self, value: Any) -> None:
         sys.stdout.write(json.dumps(value, default=str) + "\n")

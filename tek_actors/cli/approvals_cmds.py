@@ -1,0 +1,128 @@
+"""`tek approvals list|approve|deny|watch`."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+from rich.table import Table
+
+from tek_actors.cli._output import Output, gateway_client
+from tek_actors.client import Client
+from tek_actors.errors import TekError
+
+__all__ = ["approvals"]
+
+STATUSES = ["pending", "approved", "denied", "expired", "running", "executed", "failed", "unknown"]
+
+
+@click.group()
+def approvals() -> None:
+    """Tool calls waiting for a person, and what was decided."""
+
+
+def _what(item: dict[str, Any]) -> str:
+    argv = item["arguments"].get("argv")
+    if isinstance(argv, list):
+        return f"{item['tool']}: {' '.join(str(a) for a in argv)}"
+    return f"{item['tool']} {json.dumps(item['arguments'])}"
+
+
+@approvals.command(name="list")
+@click.option("--status", type=click.Choice(STATUSES), default=None)
+@click.option("--session", default=None, help="Only this session's calls.")
+@click.pass_obj
+def list_(out: Output, status: str | None, session: str | None) -> None:
+    """Approvals, oldest first (all of them, or one status)."""
+    with gateway_client(out) as client:
+        result = client.call("approvals.list", {"status": status, "session": session})
+    if out.json:
+        out.emit(result)
+        return
+    table = Table("id", "status", "session", "call", "requested", "by", "reason")
+    for item in result["items"]:
+        table.add_row(
+            item["id"],
+            item["status"],
+            item["session"],
+            _what(item)[:60],
+            time.strftime("%H:%M:%S", time.localtime(item["requested_at"])),
+            item["decided_by"] or "",
+            (item["reason"] or "")[:40],
+        )
+    out.console.print(table)
+    out.console.print(f"policy version {result['policy_version']}")
+
+
+def _decide(out: Output, client: Client, item_id: str, decision: str, remember: bool) -> None:
+    result = client.call(
+        "approvals.decide", {"id": item_id, "decision": decision, "remember": remember}
+    )
+    note = ""
+    if remember:
+        note = (
+            " and remembered" if result.get("remembered") else f" ({result.get('remember_error')})"
+        )
+    out.done(result, f"{item_id}: {result['status']}{note}")
+
+
+@approvals.command()
+@click.argument("item_id", metavar="ID")
+@click.option("--remember", is_flag=True, help="Also allow calls like this from now on.")
+@click.pass_obj
+def approve(out: Output, item_id: str, remember: bool) -> None:
+    """Approve a pending tool call."""
+    with gateway_client(out) as client:
+        _decide(out, client, item_id, "approve", remember)
+
+
+@approvals.command()
+@click.argument("item_id", metavar="ID")
+@click.option("--remember", is_flag=True, help="Also refuse calls like this from now on.")
+@click.pass_obj
+def deny(out: Output, item_id: str, remember: bool) -> None:
+    """Deny a pending tool call."""
+    with gateway_client(out) as client:
+        _decide(out, client, item_id, "deny", remember)
+
+
+@approvals.command()
+@click.option("--once", is_flag=True, help="Ask about what is pending now, then stop.")
+@click.pass_obj
+def watch(out: Output, once: bool) -> None:
+    """Ask about each pending tool call, now and as new ones arrive (Ctrl-C to stop)."""
+    with gateway_client(out, timeout=30) as client:
+        client.hello(topics=["approval.requested"])
+        asked: set[str] = set()
+        pending = client.call("approvals.list", {"status": "pending"})["items"]
+        try:
+            for item in pending:
+                _prompt(out, client, item, asked)
+            if once:
+                return
+            for event in client.events(timeout=None):
+                if event.get("event") == "approval.requested":
+                    _prompt(out, client, event["data"], asked)
+        except (KeyboardInterrupt, click.Abort):
+            return
+
+
+def _prompt(out: Output, client: Client, item: dict[str, Any], asked: set[str]) -> None:
+    if item["id"] in asked or item.get("status") != "pending":
+        return
+    asked.add(item["id"])
+    click.echo(f"\n{item['id']} from session {item['session']}: {_what(item)}")
+    answer = click.prompt(
+        "approve, deny, always (approve and remember), never (deny and remember), skip",
+        type=click.Choice(["approve", "deny", "always", "never", "skip"]),
+        default="skip",
+    )
+    if answer == "skip":
+        return
+    decision = "approve" if answer in ("approve", "always") else "deny"
+    try:
+        _decide(out, client, item["id"], decision, answer in ("always", "never"))
+    except TekError as exc:  # decided elsewhere meanwhile, or expired: say so and go on
+        click.echo(f"not decided: {exc.message}", err=True)
