@@ -129,6 +129,36 @@ def start_server(
     return Server(name, proc, endpoint, log_path)
 
 
+def start_echo(tmp: Path) -> Server:
+    """The floor: echo_server.py on ipc://<tmp>/echo.sock."""
+    endpoint = f"ipc://{tmp}/echo.sock"
+    return start_server(
+        "echo", [sys.executable, str(ECHO_SERVER), endpoint], endpoint, tmp / "echo.log"
+    )
+
+
+def start_gateway(
+    tmp: Path, config: dict[str, Any] | None = None, log_level: str | None = None
+) -> Server:
+    """`tek gateway run` on a fresh TEK_HOME=<tmp>/home (no token, tcp or test hooks), with
+    `config` as its config.json if given."""
+    home = tmp / "home"
+    if config is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.json").write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEK_")}
+    env["TEK_HOME"] = str(home)
+    if log_level:
+        env["TEK_LOG_LEVEL"] = log_level
+    return start_server(
+        "gateway",
+        [sys.executable, "-m", "tek_actors", "gateway", "run"],
+        f"ipc://{home}/run/gateway.sock",
+        tmp / "gateway.log",
+        env,
+    )
+
+
 def wait_ready(ctx: zmq.Context[Any], server: Server, ready_file: Path | None = None) -> None:
     """Send gateway.ping until the server answers (and `ready_file` exists, if given)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -300,23 +330,10 @@ def main() -> None:
     servers: list[Server] = []
     clients: dict[str, RawClient] = {}
     try:
-        echo = start_server(
-            "echo",
-            [sys.executable, str(ECHO_SERVER), f"ipc://{tmp}/echo.sock"],
-            f"ipc://{tmp}/echo.sock",
-            tmp / "echo.log",
-        )
+        echo = start_echo(tmp)
         servers.append(echo)
         home = tmp / "home"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TEK_")}
-        env["TEK_HOME"] = str(home)  # a fresh default gateway: no token, tcp or hooks
-        gateway = start_server(
-            "gateway",
-            [sys.executable, "-m", "tek_actors", "gateway", "run"],
-            f"ipc://{home}/run/gateway.sock",
-            tmp / "gateway.log",
-            env,
-        )
+        gateway = start_gateway(tmp)
         servers.append(gateway)
         wait_ready(ctx, echo)
         wait_ready(ctx, gateway, ready_file=home / "run" / "gateway.json")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -30,11 +29,11 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (  # a sibling script, not a package
-    ECHO_SERVER,
     RawClient,
     Server,
     machine_info,
-    start_server,
+    start_echo,
+    start_gateway,
     stop_server,
     wait_ready,
 )
@@ -84,27 +83,14 @@ def main() -> None:
     ctx: zmq.Context[Any] = zmq.Context()
     servers: list[Server] = []
     try:
-        echo_ep = f"ipc://{tmp}/echo.sock"
-        echo = start_server(
-            "echo", [sys.executable, str(ECHO_SERVER), echo_ep], echo_ep, tmp / "echo.out"
-        )
+        echo = start_echo(tmp)
         servers.append(echo)
-        home = tmp / "home"
-        home.mkdir()
-        gw_ep = f"ipc://{home}/run/gateway.sock"
-        env = dict(os.environ, TEK_HOME=str(home), TEK_LOG_LEVEL="WARNING")
-        gateway = start_server(
-            "gateway",
-            [sys.executable, "-m", "tek_actors", "gateway", "run"],
-            gw_ep,
-            tmp / "gateway.out",
-            env=env,
-        )
+        gateway = start_gateway(tmp, log_level="WARNING")
         servers.append(gateway)
         wait_ready(ctx, echo)
         wait_ready(ctx, gateway)
-        floor = RawClient(ctx, echo_ep)
-        sub = Subscriber(ctx, gw_ep)
+        floor = RawClient(ctx, echo.endpoint)
+        sub = Subscriber(ctx, gateway.endpoint)
         try:
             sub.request("hello", {"client_id": "bench", "topics": ["proc.output"]})
             floors, runs = [], []

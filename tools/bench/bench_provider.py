@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -37,10 +36,11 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (
-    ECHO_SERVER,
     RawClient,
     Server,
     machine_info,
+    start_echo,
+    start_gateway,
     start_server,
     stop_server,
     wait_ready,
@@ -112,32 +112,18 @@ def main() -> None:
     try:
         fake, base_url = start_fake(tmp)
         servers.append(fake)
-        echo_ep = f"ipc://{tmp}/echo.sock"
-        echo = start_server(
-            "echo", [sys.executable, str(ECHO_SERVER), echo_ep], echo_ep, tmp / "echo.out"
-        )
+        echo = start_echo(tmp)
         servers.append(echo)
-        home = tmp / "home"
-        home.mkdir()
         config = {
             "config_version": 2,
             "providers": {"lab": {"kind": "openai", "base_url": base_url, "api_key": "sk-bench"}},
             "models": {"lab": {"provider": "lab", "model": "m"}},
         }
-        (home / "config.json").write_text(json.dumps(config))
-        gw_ep = f"ipc://{home}/run/gateway.sock"
-        env = dict(os.environ, TEK_HOME=str(home), TEK_LOG_LEVEL="WARNING")
-        gateway = start_server(
-            "gateway",
-            [sys.executable, "-m", "tek_actors", "gateway", "run"],
-            gw_ep,
-            tmp / "gateway.out",
-            env=env,
-        )
+        gateway = start_gateway(tmp, config, log_level="WARNING")
         servers.append(gateway)
         wait_ready(ctx, echo)
         wait_ready(ctx, gateway)
-        floor_client, gw_client = RawClient(ctx, echo_ep), GatewayCalls(ctx, gw_ep)
+        floor_client, gw_client = RawClient(ctx, echo.endpoint), GatewayCalls(ctx, gateway.endpoint)
         http = httpx.Client(timeout=30)
         try:
             turns: dict[str, list[float]] = {"floor": [], "direct": [], "gateway": []}
