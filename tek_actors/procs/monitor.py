@@ -44,7 +44,8 @@ __all__ = ["ProcessMonitorActor", "ProcsState"]
 RUNNER = Path(__file__).with_name("runner.py")
 READ_CHUNK = 1 << 20  # per stream per tick
 MAX_LINE = 16 << 10  # longer lines are cut (the rest is dropped, with a marker)
-BATCH = 500  # lines per proc.output event (an event must fit in a frame)
+BATCH = 500  # lines per proc.output event at most ...
+BATCH_BYTES = 256 << 10  # ... and bytes of text: an event must fit in a client's frame
 KEEP_FINISHED = 200  # finished processes kept in the state (their logs stay on disk)
 KEEP_FINISHED_LINES = 20  # of those, the newest keep their lines in the state too
 START_TIMEOUT_S = 10.0
@@ -147,6 +148,20 @@ def is_alive(pid: int, create_time: float | None) -> bool:
         return proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
+
+
+def _batches(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """`lines` cut into runs of at most BATCH lines and BATCH_BYTES of text (one at least)."""
+    out: list[list[dict[str, Any]]] = [[]]
+    size = 0
+    for line in lines:
+        cost = len(line["text"]) + 16
+        if out[-1] and (len(out[-1]) >= BATCH or size + cost > BATCH_BYTES):
+            out.append([])
+            size = 0
+        out[-1].append(line)
+        size += cost
+    return out
 
 
 def _read_status(folder: Path) -> dict[str, Any]:
@@ -502,8 +517,9 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
 
     def _tail(self, record: ProcRecord, *, final: bool) -> ProcRecord:
         """Journal what the logs gained since the stored offsets, as numbered lines, in events
-        of at most BATCH lines. `final`: the process has ended, so everything is read and a last
-        line without a newline counts too. Returns the record as it is now."""
+        of at most BATCH lines and BATCH_BYTES, in one transaction. `final`: the process has
+        ended, so everything is read and a last line without a newline counts too. Returns the
+        record as it is now."""
         while True:
             lines: list[dict[str, Any]] = []
             offsets = dict(record.offsets)
@@ -527,18 +543,18 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 offsets[stream] += end
             if offsets == record.offsets:
                 return record
+            batches = _batches(lines)
             events = [
                 NewEvent(
                     "proc.output",
                     {
                         "id": record.id,
-                        "lines": lines[i : i + BATCH],
-                        # the offsets only with the batch that completes the read
-                        "offsets": offsets if i + BATCH >= len(lines) else record.offsets,
+                        "lines": batch,
+                        "offsets": offsets,  # one transaction: the last batch's offsets count
                         "keep": self.keep_lines,
                     },
                 )
-                for i in range(0, max(len(lines), 1), BATCH)
+                for batch in batches
             ]
             self.persist(*events)
             record = self.state.procs[record.id]

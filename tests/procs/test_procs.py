@@ -224,3 +224,20 @@ def test_a_recorded_pid_that_now_belongs_to_another_process_is_not_adopted(
     got = again.call("procs.get", {"id": "p-reused"})
     assert got["state"] == "lost" and "another process" in got["reason"]
     assert psutil.pid_exists(os.getpid())  # and it was not signalled: we are still here
+
+
+def test_long_lines_are_cut_and_big_output_comes_in_events_that_fit_a_frame(start: Any) -> None:
+    _, client = start()
+    script = "import sys\nfor i in range(40): sys.stdout.write(str(i) * 20000 + '\\n')\n"
+    proc = run(client, PY, "-c", script)
+    sizes = []
+    while True:
+        event = client.next_event(20)
+        assert event is not None
+        if event["event"] == "proc.output" and event["data"]["id"] == proc["id"]:
+            sizes.append(sum(len(line["text"]) for line in event["data"]["lines"]))
+        if event["event"] == "proc.exited" and event["data"]["id"] == proc["id"]:
+            break
+    assert max(sizes) <= 300_000  # every event fits a 1 MiB frame with room to spare
+    lines = client.call("procs.logs", {"id": proc["id"]})["lines"]
+    assert len(lines) == 40 and all(line["text"].endswith("…[line cut]") for line in lines)
