@@ -329,6 +329,8 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
     def on_message(self, message: Any) -> Any:
         if isinstance(message, _Sweep):
             self._sweep()
+            if any(i.status == "running" and i.proc_id for i in self.state.items.values()):
+                self._recover()  # again: a monitor that restarted meanwhile forgot the watch
             self.after(self.sweep_s, _Sweep())
             return None
         if isinstance(message, _Recover):

@@ -28,10 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import random
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -103,6 +105,40 @@ class NamePayload(WireModel):
     name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
 
 
+class _Workers:
+    """A fixed number of daemon threads taking calls from a queue. Not ThreadPoolExecutor: its
+    threads are joined at interpreter exit, so one call stuck on a slow provider would hold up
+    the gateway process's exit for up to the provider's timeout."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        if self._closed:
+            raise RuntimeError("the workers are closed")
+        self._calls.put(call)
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()
+
+    def close(self, wait_s: float) -> None:
+        """Stop taking calls; idle threads end at once, one in a call ends when it returns."""
+        self._closed = True
+        for _ in self._threads:
+            self._calls.put(None)
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
 class _Runtime:
     """One provider's HTTP client and worker pool for one configuration of it."""
 
@@ -118,12 +154,12 @@ class _Runtime:
             limits=httpx.Limits(max_connections=cfg.concurrency),
             follow_redirects=False,
         )
-        self.pool = ThreadPoolExecutor(cfg.concurrency, thread_name_prefix=f"tek-provider-{name}")
+        self.pool = _Workers(cfg.concurrency, f"tek-provider-{name}")
 
     def close(self) -> None:
         self.retired = True
         self.http.close()  # in-flight calls fail now and report back (as stale, if retired)
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.close(wait_s=1.0)
 
 
 @dataclass
