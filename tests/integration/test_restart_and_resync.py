@@ -135,7 +135,8 @@ def test_a_client_resuming_from_pruned_history_gets_snapshots(make_rig: Any) -> 
     reader = rig.client()
     assert reader.hello(since_seq=0)["resync"] == "snapshot"
     snapshots = {}
-    domains = {"gateway", "config", "providers", "procs", "probe"}
+    domains = {"gateway"} | {s.actor_class.domain for s in rig.gateway._specs} - {""}
+    assert {"config", "approvals", "providers", "procs", "probe"} <= domains
     for _ in domains:  # one per domain this client follows
         event = reader.next_event(5)
         assert event is not None and event["event"] == "sync.snapshot"
