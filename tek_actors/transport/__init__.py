@@ -1,7 +1,22 @@
 """The only package that imports zmq: the gateway's frontend and the client's connection."""
 
+from typing import TYPE_CHECKING, Any
+
 from tek_actors.transport._contract import FrontendSettings, GatewayControl
 from tek_actors.transport.connection import Connection
-from tek_actors.transport.frontend import Frontend
+
+if TYPE_CHECKING:
+    from tek_actors.transport.frontend import Frontend
+
+
+def __getattr__(name: str) -> Any:
+    """The frontend (with the actor runtime it needs) loads on first use: a client process
+    needs only the connection."""
+    if name == "Frontend":
+        from tek_actors.transport.frontend import Frontend
+
+        return Frontend
+    raise AttributeError(f"module 'tek_actors.transport' has no attribute {name!r}")
+
 
 __all__ = ["Connection", "Frontend", "FrontendSettings", "GatewayControl"]
