@@ -43,6 +43,12 @@ types = st.sampled_from(
         "gateway.shutdown",
         "test.crash",
         "bye",
+        *(f"config.{v}" for v in ("get", "set", "unset", "replace", "validate", "schema")),
+        *(f"config.{v}" for v in ("backups", "restore")),
+        *(f"providers.{v}" for v in ("status", "list", "complete", "test")),
+        *(f"procs.{v}" for v in ("logs", "get", "list", "kill")),  # not start: real programs
+        *(f"approvals.{v}" for v in ("request", "list", "get", "decide", "begin")),
+        *(f"approvals.{v}" for v in ("attach", "finish")),
     ]
 )
 envelopes = st.fixed_dictionaries(
@@ -60,6 +66,23 @@ envelopes = st.fixed_dictionaries(
                     "topics",
                     "actor",
                     "x",
+                    "path",
+                    "document",
+                    "name",
+                    "id",
+                    "messages",
+                    "model",
+                    "session",
+                    "tool_call",
+                    "tool",
+                    "arguments",
+                    "decision",
+                    "policy_version",
+                    "outcome",
+                    "status",
+                    "since",
+                    "limit",
+                    "signal",
                 ]
             ),
             values,
@@ -134,6 +157,9 @@ def test_every_frame_gets_a_protocol_answer_and_the_gateway_stays_up(
     assert answer["v"] == 1 and isinstance(answer["ok"], bool)
     if not answer["ok"]:
         assert answer["error"]["code"] in ERROR_CODES and answer["error"]["message"]
+        assert answer["error"]["code"] != "internal", answer  # bad input is never a crash
     ping = peer.exchange(msgpack.packb({"v": 1, "id": "ping", "type": "gateway.ping"}))
     assert ping["ok"] and ping["result"]["boot_id"] == gateway.boot_id
-    assert gateway.status()["state"] == "running"
+    status = gateway.status()
+    assert status["state"] == "running"
+    assert all(actor["restarts"] == 0 for actor in status["actors"].values()), status["actors"]
