@@ -25,24 +25,17 @@ re-dispatched with it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import queue
 import random
-import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import httpx
 import pykka
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel
 
 from tek_actors.config import Config, ConfigDependent
-from tek_actors.config.model import ProviderConfig
 from tek_actors.errors import (
     InvalidValue,
     NotFound,
@@ -52,20 +45,22 @@ from tek_actors.errors import (
 )
 from tek_actors.providers.adapters import ADAPTERS, Target
 from tek_actors.providers.messages import Complete, CompletionDelta, CompletionDone
+from tek_actors.providers.runtime import ProviderRuntime, fingerprint
 from tek_actors.providers.types import (
     CALLER_FAULTS,
     DISABLING,
     TRANSIENT,
+    CompletePayload,
     Completion,
     Message,
     ModelRequest,
+    NamePayload,
     ProviderFailure,
-    ToolSpec,
 )
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
 from tek_actors.runtime.actor import tell_quietly
 from tek_actors.store import NewEvent
-from tek_actors.wire import EmptyPayload, WireModel
+from tek_actors.wire import EmptyPayload
 
 __all__ = ["ProviderActor", "ProvidersState"]
 
@@ -92,76 +87,6 @@ class ProvidersState(BaseModel):
     health: dict[str, Health] = {}
 
 
-class CompletePayload(WireModel):
-    model: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
-    messages: Annotated[list[Message], Field(min_length=1, max_length=100_000)]
-    tools: Annotated[list[ToolSpec], Field(max_length=256)] = Field(default_factory=list)
-    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
-    stream: bool = False
-
-
-class NamePayload(WireModel):
-    name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-
-
-class _Workers:
-    """A fixed number of daemon threads taking calls from a queue. Not ThreadPoolExecutor: its
-    threads are joined at interpreter exit, so one call stuck on a slow provider would hold up
-    the gateway process's exit for up to the provider's timeout."""
-
-    def __init__(self, count: int, name: str) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._closed = False
-        self._threads = [
-            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
-            for i in range(count)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, call: Callable[[], None]) -> None:
-        if self._closed:
-            raise RuntimeError("the workers are closed")
-        self._calls.put(call)
-
-    def _run(self) -> None:
-        while (call := self._calls.get()) is not None:
-            call()
-
-    def close(self, wait_s: float) -> None:
-        """Stop taking calls; idle threads end at once, one in a call ends when it returns."""
-        self._closed = True
-        for _ in self._threads:
-            self._calls.put(None)
-        deadline = time.monotonic() + wait_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-
-
-class _Runtime:
-    """One provider's HTTP client and worker pool for one configuration of it."""
-
-    def __init__(self, name: str, cfg: ProviderConfig, key: str | None, fingerprint: str) -> None:
-        self.name = name
-        self.cfg = cfg
-        self.key = key
-        self.fingerprint = fingerprint
-        self.retired = False
-        self.in_flight = 0  # dispatched and not yet reported back (touched on the actor thread)
-        self.http = httpx.Client(
-            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.concurrency),
-            follow_redirects=False,
-        )
-        self.pool = _Workers(cfg.concurrency, f"tek-provider-{name}")
-
-    def close(self) -> None:
-        self.retired = True
-        self.http.close()  # in-flight calls fail now and report back (as stale, if retired)
-        self.pool.close(wait_s=1.0)
-
-
 @dataclass
 class _Call:
     id: str
@@ -176,7 +101,7 @@ class _Call:
     tried: list[str] = field(default_factory=list)
     failures: dict[str, ProviderFailure] = field(default_factory=dict)
     in_flight: str | None = None  # the provider of the current attempt
-    runtime: _Runtime | None = None  # ... and the runtime it went to
+    runtime: ProviderRuntime | None = None  # ... and the runtime it went to
     trial: bool = False
     probe: bool = False  # providers.test: no failover, no effect on the breaker
     started_at: float = 0.0
@@ -205,13 +130,6 @@ class _Retry:
         self.call_id = call_id
 
 
-def _fingerprint(cfg: ProviderConfig, key: str | None) -> str:
-    """Identifies a provider's configuration (key included, as a hash) without revealing it."""
-    data = cfg.model_dump(mode="json", exclude={"api_key"})
-    data["key"] = hashlib.sha256((key or "").encode()).hexdigest()
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
 class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
     domain = "providers"
     state_model = ProvidersState
@@ -219,8 +137,8 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
     def __init__(self, ctx: ActorContext) -> None:
         super().__init__(ctx)
         self.config = Config()
-        self.runtimes: dict[str, _Runtime] = {}
-        self.retired: list[_Runtime] = []
+        self.runtimes: dict[str, ProviderRuntime] = {}
+        self.retired: list[ProviderRuntime] = []
         self.calls: dict[str, _Call] = {}
         self.failures: dict[str, int] = {}  # consecutive transient failures, per provider
         self.trials: set[str] = set()  # providers with a half-open trial in flight
@@ -244,23 +162,23 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
         self.config = config
         for name, cfg in config.providers.items():
             key = cfg.api_key or (os.environ.get(cfg.api_key_env) if cfg.api_key_env else None)
-            fingerprint = _fingerprint(cfg, key)
+            made_for = fingerprint(cfg, key)
             old = self.runtimes.get(name)
-            if old is not None and old.fingerprint == fingerprint:
+            if old is not None and old.fingerprint == made_for:
                 continue
             if old is not None:
                 self._retire(old)
-            self.runtimes[name] = _Runtime(name, cfg, key, fingerprint)
+            self.runtimes[name] = ProviderRuntime(name, cfg, key, made_for)
             health = self.state.health.get(name)
             stuck = health is not None and health.state == "error"
-            if stuck and health.config_fingerprint != fingerprint:  # type: ignore[union-attr]
+            if stuck and health.config_fingerprint != made_for:  # type: ignore[union-attr]
                 self._set_health(name, Health(), "its configuration changed")
         for name in [n for n in self.runtimes if n not in config.providers]:
             self._retire(self.runtimes.pop(name))
             if name in self.state.health:
                 self.persist(NewEvent("provider.removed", {"provider": name}))
 
-    def _retire(self, runtime: _Runtime) -> None:
+    def _retire(self, runtime: ProviderRuntime) -> None:
         runtime.retired = True
         if runtime.in_flight:
             self.retired.append(runtime)  # closed when its last call reports back

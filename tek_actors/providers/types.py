@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from tek_actors.wire import WireModel
 
 __all__ = [
     "CALLER_FAULTS",
     "DISABLING",
     "TRANSIENT",
+    "CompletePayload",
     "Completion",
     "FailureKind",
     "Message",
     "ModelRequest",
+    "NamePayload",
     "ProviderFailure",
     "ToolCall",
     "ToolSpec",
@@ -139,3 +143,19 @@ class ProviderFailure(Exception):
         if self.retry_after_s is not None:
             out["retry_after_s"] = self.retry_after_s
         return {**out, **self.details}
+
+
+# -- the wire payloads of providers.complete and providers.test ------------------------------
+
+
+class CompletePayload(WireModel):
+    model: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    messages: Annotated[list[Message], Field(min_length=1, max_length=100_000)]
+    tools: Annotated[list[ToolSpec], Field(max_length=256)] = Field(default_factory=list)
+    max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    stream: bool = False
+
+
+class NamePayload(WireModel):
+    name: Annotated[StrictStr, Field(min_length=1, max_length=64)]

@@ -1,0 +1,81 @@
+"""A provider's runtime: its HTTP client, its worker threads, and the fingerprint of the
+configuration they were made for (a new fingerprint means a new runtime)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from tek_actors.config.model import ProviderConfig
+
+__all__ = ["ProviderRuntime", "Workers", "fingerprint"]
+
+
+class Workers:
+    """A fixed number of daemon threads taking calls from a queue. Not ThreadPoolExecutor: its
+    threads are joined at interpreter exit, so one call stuck on a slow provider would hold up
+    the gateway process's exit for up to the provider's timeout."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, call: Callable[[], None]) -> None:
+        if self._closed:
+            raise RuntimeError("the workers are closed")
+        self._calls.put(call)
+
+    def _run(self) -> None:
+        while (call := self._calls.get()) is not None:
+            call()
+
+    def close(self, wait_s: float) -> None:
+        """Stop taking calls; idle threads end at once, one in a call ends when it returns."""
+        self._closed = True
+        for _ in self._threads:
+            self._calls.put(None)
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class ProviderRuntime:
+    """One provider's HTTP client and worker pool for one configuration of it."""
+
+    def __init__(self, name: str, cfg: ProviderConfig, key: str | None, fingerprint: str) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.key = key
+        self.fingerprint = fingerprint
+        self.retired = False
+        self.in_flight = 0  # dispatched and not yet reported back (touched on the actor thread)
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=cfg.concurrency),
+            follow_redirects=False,
+        )
+        self.pool = Workers(cfg.concurrency, f"tek-provider-{name}")
+
+    def close(self) -> None:
+        self.retired = True
+        self.http.close()  # in-flight calls fail now and report back (as stale, if retired)
+        self.pool.close(wait_s=1.0)
+
+
+def fingerprint(cfg: ProviderConfig, key: str | None) -> str:
+    """Identifies a provider's configuration (key included, as a hash) without revealing it."""
+    data = cfg.model_dump(mode="json", exclude={"api_key"})
+    data["key"] = hashlib.sha256((key or "").encode()).hexdigest()
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
