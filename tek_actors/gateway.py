@@ -51,6 +51,7 @@ from tek_actors.runtime import (
     SupervisorHandle,
     SyncStateQuery,
 )
+from tek_actors.sessions import SessionManager
 from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly, write_atomic
 from tek_actors.transport import Frontend, FrontendSettings
 
@@ -150,6 +151,12 @@ class Gateway:
             ChildSpec(
                 "providers",
                 ProviderActor,
+                options={"snapshot_every": self.settings.snapshot_every},
+                **common,
+            ),
+            ChildSpec(
+                "sessions",
+                SessionManager,
                 options={"snapshot_every": self.settings.snapshot_every},
                 **common,
             ),

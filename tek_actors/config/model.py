@@ -98,6 +98,8 @@ class LimitsConfig(ConfigModel):
     tool_output_bytes: Annotated[int, Field(ge=1024, le=16 << 20)] = 64 << 10
     max_processes: Annotated[int, Field(ge=1, le=1_000)] = 16
     proc_output_lines: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
+    sessions_live: Annotated[int, Field(ge=1, le=100_000)] = 64
+    session_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
 
 
 class RetentionConfig(ConfigModel):

@@ -316,12 +316,14 @@ class PersistentActor(Actor, Generic[S]):
         *events: NewEvent,
         result: Callable[[S], Any] | None = None,
         ticket: Ticket | None = None,
+        marks: dict[str, bool] | None = None,
     ) -> Any:
         """Journal `events`, then apply them; return `result(new_state)`.
 
         Blocks this actor until the events are durable. The new state is computed first (apply
         is pure) so that the reply can be recorded with the events in the same transaction when
-        the request carries an idempotency key. A journal failure raises JournalError: a crash,
+        the request carries an idempotency key. `marks` go in the same transaction (see
+        Journal.append). A journal failure raises JournalError: a crash,
         since nobody can know whether the events were saved. `ticket` names the request whose
         idem record this is, for a deferred request (default: the command being handled).
         """
@@ -341,7 +343,7 @@ class PersistentActor(Actor, Generic[S]):
             )
         if events or idem is not None:
             future = self.ctx.journal.append(
-                self.name, events, idem=idem, incarnation=self.ctx.incarnation
+                self.name, events, idem=idem, incarnation=self.ctx.incarnation, marks=marks
             )
             try:
                 records = future.result(timeout=_PERSIST_TIMEOUT_S)

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS idem (
     ts     REAL    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idem_by_ts ON idem (ts);
+CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, actor TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('head_seq', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
@@ -125,7 +126,7 @@ class _Op(abc.ABC):
 
 
 class _Append(_Op):
-    __slots__ = ("actor", "events", "idem", "incarnation", "records")
+    __slots__ = ("actor", "events", "idem", "incarnation", "marks", "records")
 
     def __init__(
         self,
@@ -133,12 +134,14 @@ class _Append(_Op):
         events: Sequence[NewEvent],
         idem: IdemRecord | None,
         incarnation: int | None,
+        marks: dict[str, bool] | None = None,
     ) -> None:
         super().__init__()
         self.actor = actor
         self.events = events
         self.idem = idem
         self.incarnation = incarnation
+        self.marks = marks or {}
         self.records: list[EventRecord] = []
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
@@ -163,6 +166,13 @@ class _Append(_Op):
             "INSERT INTO events (seq, ts, boot, actor, type, data, idem) VALUES (?,?,?,?,?,?,?)",
             rows,
         )
+        for key, on in self.marks.items():
+            if on:
+                cur.execute(
+                    "INSERT OR REPLACE INTO marks (key, actor) VALUES (?, ?)", (key, self.actor)
+                )
+            else:
+                cur.execute("DELETE FROM marks WHERE key = ?", (key,))
         if self.idem is not None:
             cur.execute(
                 "INSERT INTO idem (key, type, digest, reply, seq, ts) VALUES (?,?,?,?,?,?)",
@@ -346,13 +356,17 @@ class Journal:
         *,
         idem: IdemRecord | None = None,
         incarnation: int | None = None,
+        marks: dict[str, bool] | None = None,
     ) -> Future[list[EventRecord]]:
         """Queue events (and the idempotency record of the request that caused them).
 
-        Does not block. The future resolves with the stored records once they are durable, or
-        fails with JournalError (StaleWriter if `incarnation` was fenced off).
+        `marks` sets (True) or clears (False) named marks in the same transaction: durable flags
+        such as "this session has unanswered messages", found again with `marks(prefix)`
+        without reading the events. Does not block. The future resolves with the stored
+        records once they are durable, or fails with JournalError (StaleWriter if
+        `incarnation` was fenced off).
         """
-        return self._submit(_Append(actor, events, idem, incarnation))
+        return self._submit(_Append(actor, events, idem, incarnation, marks))
 
     def fence(self, actor: str, incarnation: int, *, timeout: float = 30.0) -> None:
         """Refuse, from now on, appends by older incarnations of `actor`.
@@ -524,6 +538,15 @@ class Journal:
         with self._reader() as conn:
             rows = conn.execute(sql, (*args, limit)).fetchall()
         return [EventRecord(s, ts, b, a, t, _unpack(d)) for s, ts, b, a, t, d in rows]
+
+    def marks(self, prefix: str) -> list[str]:
+        """The marks set (by `append(..., marks=...)`) whose key starts with `prefix`."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT key FROM marks WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, prefix + "\uffff"),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def first_seq(self) -> int:
         """The oldest seq still kept; head_seq + 1 when no event is kept."""

@@ -165,3 +165,22 @@ def test_a_fenced_off_incarnation_cannot_write(journal: Journal) -> None:
     journal.append("b", [NewEvent("y.other", {})], incarnation=1).result(5)  # per actor
     assert [e.type for e in journal.read_since(0)] == ["x.old", "x.queued", "x.new", "y.other"]
     assert journal.failed is None  # a stale writer is not a disk failure: the journal goes on
+
+
+def test_marks_are_set_and_cleared_with_their_events(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path, boot_id="b1").open()
+    try:
+        journal.append("a", [NewEvent("x.one", {})], marks={"open:1": True, "open:2": True}).result(
+            5
+        )
+        journal.append("a", [NewEvent("x.two", {})], marks={"open:1": False}).result(5)
+        journal.append("b", [NewEvent("y", {})], marks={"other:1": True}).result(5)
+        assert journal.marks("open:") == ["open:2"]
+    finally:
+        journal.close()
+    reopened = Journal(path, boot_id="b2").open()
+    try:
+        assert reopened.marks("open:") == ["open:2"] and reopened.marks("other:") == ["other:1"]
+    finally:
+        reopened.close()

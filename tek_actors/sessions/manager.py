@@ -1,0 +1,276 @@
+"""SessionManager: the sessions' directory, and the owner of their live actors.
+
+It journals what a session is (`session.created`, `session.renamed`, `session.deleted`) and
+forwards every request about one session's conversation (`sessions.send`, `sessions.get`) to
+that session's ModelSessionActor, starting it on demand. Live session actors are bounded: one
+idle longer than `limits.session_idle_s` is passivated (it snapshots and stops), and past
+`limits.sessions_live` the least recently used idle one is. Ten thousand stored sessions cost
+ten thousand rows of state here and no threads.
+
+A session actor that crashes is started again by the next request for it (it rehydrates); the
+journal fences off its older incarnation first, as the supervisor does for its children.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pykka
+from pydantic import BaseModel, Field, StrictStr, ValidationError
+
+from tek_actors.config import Config, ConfigDependent
+from tek_actors.errors import InvalidValue, NotFound, TekError
+from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.sessions.messages import Passivate, Passivated, SessionExited
+from tek_actors.sessions.session import OPEN_MARK, ModelSessionActor, open_mark
+from tek_actors.store import NewEvent
+from tek_actors.wire import EmptyPayload, WireModel, invalid_request_from
+
+__all__ = ["SessionManager", "SessionsState"]
+
+FORWARDED = frozenset({"sessions.send", "sessions.get"})
+Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Title = Annotated[StrictStr, Field(max_length=200)]
+
+
+class SessionMeta(BaseModel):
+    id: str
+    title: str = ""
+    model: str | None = None  # None: the default model at each turn
+    created_at: float
+
+
+class SessionsState(BaseModel):
+    sessions: dict[str, SessionMeta] = {}
+
+
+class CreatePayload(WireModel):
+    model: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
+    title: Title | None = None
+
+
+class IdPayload(WireModel):
+    id: Id
+
+
+class RenamePayload(WireModel):
+    id: Id
+    title: Title
+
+
+class _Tick:
+    __slots__ = ()
+
+
+@dataclass
+class _Live:
+    ref: pykka.ActorRef[Any]
+    incarnation: int
+    used: float
+
+
+class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
+    domain = "sessions"
+    state_model = SessionsState
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        self.config = Config()
+        self.live: OrderedDict[str, _Live] = OrderedDict()  # least recently used first
+        self.incarnations: dict[str, int] = {}
+
+    def apply(self, state: SessionsState, event: NewEvent) -> SessionsState:
+        data = event.data
+        sessions = dict(state.sessions)
+        if event.type == "session.created":
+            sessions[data["id"]] = SessionMeta.model_validate(data)
+        elif event.type == "session.renamed" and data["id"] in sessions:
+            sessions[data["id"]] = sessions[data["id"]].model_copy(update={"title": data["title"]})
+        elif event.type == "session.deleted":
+            sessions.pop(data["id"], None)
+        return SessionsState(sessions=sessions)
+
+    def public_state(self) -> dict[str, Any]:
+        return {"sessions": [m.model_dump(mode="json") for m in self.state.sessions.values()]}
+
+    def configure(self, config: Config) -> None:
+        self.config = config
+        for entry in list(self.live.values()):
+            try:  # the session uses it before this acknowledges (it never asks us back)
+                entry.ref.ask(config, timeout=5.0)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass  # stopped meanwhile: it gets the configuration when it starts again
+
+    def on_begin(self) -> None:
+        super().on_begin()
+        for mark in self.ctx.journal.marks(OPEN_MARK):  # unanswered messages: answer them
+            session_id = mark.removeprefix(OPEN_MARK)
+            if session_id in self.state.sessions:
+                self.log.info("session {} has unanswered messages: resuming it", session_id)
+                self._live_ref(session_id)
+        self.after(self._tick_s(), _Tick())
+
+    def on_release(self) -> None:
+        for entry in self.live.values():
+            try:
+                entry.ref.stop(block=True, timeout=10)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        self.live.clear()
+
+    def _tick_s(self) -> float:
+        return max(0.05, min(60.0, self.config.limits.session_idle_s / 4))
+
+    # -- the directory -----------------------------------------------------------------------
+
+    @command("sessions.create", CreatePayload)
+    def create(self, payload: CreatePayload) -> dict[str, Any]:
+        if payload.model is not None and payload.model not in self.config.models:
+            raise InvalidValue(
+                f"there is no model alias {payload.model!r}",
+                details={"path": "model", "expected": f"one of {sorted(self.config.models)}"},
+            )
+        session_id = "s-" + uuid.uuid4().hex[:12]
+        data = {
+            "id": session_id,
+            "title": payload.title or "",
+            "model": payload.model,
+            "created_at": time.time(),
+        }
+        return self.persist(  # type: ignore[no-any-return]
+            NewEvent("session.created", data),
+            result=lambda s: s.sessions[session_id].model_dump(mode="json"),
+        )
+
+    @command("sessions.list", EmptyPayload)
+    def list_(self, payload: EmptyPayload) -> dict[str, Any]:
+        items = sorted(self.state.sessions.values(), key=lambda m: m.created_at)
+        return {
+            "items": [m.model_dump(mode="json") | {"live": m.id in self.live} for m in items],
+            "live": len(self.live),
+        }
+
+    @command("sessions.rename", RenamePayload)
+    def rename(self, payload: RenamePayload) -> dict[str, Any]:
+        self._meta(payload.id)
+        event = NewEvent("session.renamed", {"id": payload.id, "title": payload.title})
+        return self.persist(event, result=lambda s: s.sessions[payload.id].model_dump(mode="json"))  # type: ignore[no-any-return]
+
+    @command("sessions.delete", IdPayload)
+    def delete(self, payload: IdPayload) -> dict[str, Any]:
+        self._meta(payload.id)
+        entry = self.live.pop(payload.id, None)
+        if entry is not None:
+            try:
+                entry.ref.stop(block=True, timeout=10)
+            except (pykka.ActorDeadError, pykka.Timeout):
+                pass
+        event = NewEvent("session.deleted", {"id": payload.id})
+        return self.persist(  # type: ignore[no-any-return]
+            event,
+            result=lambda s: {"id": payload.id, "deleted": True},
+            marks={open_mark(payload.id): False},
+        )
+
+    def _meta(self, session_id: str) -> SessionMeta:
+        meta = self.state.sessions.get(session_id)
+        if meta is None:
+            raise NotFound(f"there is no session {session_id!r}", details={"id": session_id})
+        return meta
+
+    # -- forwarding to the live actors -------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ticket) and message.type in FORWARDED and not self._crashed:
+            self._forward(message)
+            return None
+        return super().on_receive(message)
+
+    def _forward(self, ticket: Ticket) -> None:
+        """Hand the request to its session's actor, unclaimed: that actor claims and answers it,
+        so a request the frontend gave up on still never runs."""
+        try:
+            session_id = IdPayload.model_validate({"id": ticket.payload.get("id")}).id
+            self._meta(session_id)
+            ref = self._live_ref(session_id)
+        except ValidationError as exc:
+            self._refuse(ticket, invalid_request_from(exc, prefix="payload."))
+            return
+        except TekError as err:
+            self._refuse(ticket, err)
+            return
+        try:
+            ref.tell(ticket)
+        except pykka.ActorDeadError:
+            self.live.pop(session_id, None)
+            self._live_ref(session_id).tell(ticket)
+
+    @staticmethod
+    def _refuse(ticket: Ticket, error: TekError) -> None:
+        if ticket.claim():
+            ticket.respond(ticket, False, error)
+
+    def _live_ref(self, session_id: str) -> pykka.ActorRef[Any]:
+        entry = self.live.get(session_id)
+        if entry is not None and entry.ref.is_alive():
+            entry.used = self.ctx.clock.monotonic()
+            self.live.move_to_end(session_id)
+            return entry.ref
+        incarnation = self.incarnations.get(session_id, 0) + 1
+        self.incarnations[session_id] = incarnation
+        name = f"session-{session_id}"
+        self.ctx.journal.fence(name, incarnation)
+        manager = self.actor_ref
+        ctx = ActorContext(
+            name=name,
+            incarnation=incarnation,
+            journal=self.ctx.journal,
+            clock=self.ctx.clock,
+            publish=self.ctx.publish,
+            report_exit=lambda n, inc, exc, tb: manager.tell(
+                SessionExited(session_id, inc, repr(exc) if exc is not None else None)
+            ),
+            options={
+                "session_id": session_id,
+                "model": self.state.sessions[session_id].model,
+                "config": self.config,
+                "manager": manager,
+                "snapshot_every": 100,
+            },
+            lookup=self.ctx.lookup,
+        )
+        ref = ModelSessionActor.start(ctx)
+        self.live[session_id] = _Live(ref, incarnation, self.ctx.clock.monotonic())
+        self._bound()
+        return ref
+
+    def _bound(self) -> None:
+        """Past `limits.sessions_live`, ask the least recently used to passivate."""
+        over = len(self.live) - self.config.limits.sessions_live
+        for entry in list(self.live.values())[: max(0, over)]:
+            entry.ref.tell(Passivate())
+
+    # -- internal messages -------------------------------------------------------------------
+
+    def on_message(self, message: Any) -> Any:
+        if isinstance(message, _Tick):
+            idle = self.config.limits.session_idle_s
+            now = self.ctx.clock.monotonic()
+            for entry in self.live.values():
+                if now - entry.used >= idle:
+                    entry.ref.tell(Passivate())
+            self._bound()
+            self.after(self._tick_s(), _Tick())
+            return None
+        if isinstance(message, Passivated | SessionExited):
+            current = self.live.get(message.session_id)
+            if current is not None and current.incarnation == message.incarnation:
+                del self.live[message.session_id]
+            if isinstance(message, SessionExited) and message.error:
+                self.log.error("session {} crashed: {}", message.session_id, message.error)
+            return None
+        return super().on_message(message)

@@ -1,0 +1,174 @@
+"""Sessions: the directory, durable sends, turns with streamed answers, passivation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tek_actors import Client, Gateway, InvalidValue, NotFound, Overloaded
+from tek_actors.runtime import FakeClock
+from tek_actors.testing import write_config
+from tek_actors.testing.fake_providers import FakeProvider
+
+Start = Callable[..., tuple[Gateway, Client]]
+
+
+@pytest.fixture
+def start(home: Path) -> Iterator[Start]:
+    opened: list[tuple[Gateway, Client]] = []
+
+    def make(config: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Gateway, Client]:
+        if config is not None:
+            write_config(home, config)
+        gateway = Gateway(home, embedded=True, test_hooks=True, **kwargs).start()
+        client = gateway.client()
+        opened.append((gateway, client))
+        return gateway, client
+
+    yield make
+    for gateway, client in opened:
+        client.close()
+        gateway.stop(grace_ms=0)
+
+
+def answer_of(client: Client, session_id: str) -> dict[str, Any]:
+    """The next session.message or session.error of the session (deltas skipped)."""
+    while True:
+        event = client.next_event(20)
+        assert event is not None, "no answer came"
+        answer = event["event"] in ("session.message", "session.error")
+        if answer and event["data"]["session"] == session_id:
+            return dict(event["data"])
+
+
+def test_create_list_rename_delete(start: Start) -> None:
+    _, client = start()
+    first = client.call("sessions.create", {"title": "plans"})
+    second = client.call("sessions.create", {"model": "local"})
+    assert first["id"] != second["id"] and first["title"] == "plans"
+    ids = [s["id"] for s in client.call("sessions.list")["items"]]
+    assert ids == [first["id"], second["id"]]
+    assert client.call("sessions.rename", {"id": first["id"], "title": "Plans"})["title"] == "Plans"
+    assert client.call("sessions.delete", {"id": second["id"]})["deleted"]
+    assert [s["id"] for s in client.call("sessions.list")["items"]] == [first["id"]]
+    for verb, payload in (
+        ("sessions.get", {"id": second["id"]}),
+        ("sessions.send", {"id": "s-nope", "text": "hi"}),
+        ("sessions.rename", {"id": "s-nope", "title": "x"}),
+    ):
+        with pytest.raises(NotFound):
+            client.call(verb, payload)
+    with pytest.raises(InvalidValue) as caught:
+        client.call("sessions.create", {"model": "ghost"})
+    assert caught.value.details["path"] == "model"
+
+
+def test_send_is_durable_then_the_turn_streams_and_is_journaled(start: Start) -> None:
+    _, client = start()
+    session = client.call("sessions.create", {})
+    client.hello(topics=["session.*"])
+    sent = client.call("sessions.send", {"id": session["id"], "text": "hello there"})
+    assert sent["message_id"].startswith("m-")
+    deltas = []
+    while True:
+        event = client.next_event(10)
+        assert event is not None
+        if event["event"] == "session.delta":
+            assert event["seq"] is None
+            deltas.append(event["data"]["text"])
+        if event["event"] == "session.message":
+            answer = event["data"]
+            break
+    assert answer["text"] == "(local model) You said: hello there" == "".join(deltas)
+    assert answer["turn"] == sent["message_id"] and answer["model"] == "local"
+    assert answer["local"] is True and answer["usage"]["input_tokens"] > 0
+    got = client.call("sessions.get", {"id": session["id"]})
+    assert [e["role"] for e in got["entries"]] == ["user", "assistant"]
+    assert got["queue"] == [] and got["turn"] is None
+
+
+def test_an_idem_resend_stores_one_message(start: Start) -> None:
+    _, client = start()
+    session = client.call("sessions.create", {})
+    payload = {"id": session["id"], "text": "only once"}
+    first = client.call("sessions.send", payload, idem="send-1")
+    assert client.call("sessions.send", payload, idem="send-1") == first
+    client.hello(since_seq=0, topics=["session.message"])
+    answer_of(client, session["id"])
+    users = [
+        e
+        for e in client.call("sessions.get", {"id": session["id"]})["entries"]
+        if e["role"] == "user"
+    ]
+    assert len(users) == 1
+
+
+def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(start: Start) -> None:
+    with FakeProvider("openai") as server:
+        config = {
+            "providers": {
+                "lab": {"kind": "openai", "base_url": server.base_url, "api_key": "sk-t-1"}
+            },
+            "models": {"lab": {"provider": "lab", "model": "m"}},
+            "default_model": "lab",
+            "limits": {"session_queue": 2},
+        }
+        _, client = start(config)
+        session = client.call("sessions.create", {})
+        server.script({"delay_s": 1.0, "text": "first answer"}, {"text": "second answer"})
+        client.hello(topics=["session.message"])
+        client.call("sessions.send", {"id": session["id"], "text": "one"})
+        client.call("sessions.send", {"id": session["id"], "text": "two"})
+        with pytest.raises(Overloaded) as caught:
+            client.call("sessions.send", {"id": session["id"], "text": "three"})
+        assert caught.value.details["limit"] == 2
+        assert answer_of(client, session["id"])["text"] == "first answer"
+        assert answer_of(client, session["id"])["text"] == "second answer"
+        second = server.requests[1].body
+        assert second is not None
+        assert [m["content"] for m in second["messages"]] == ["one", "first answer", "two"]
+
+
+def test_a_provider_failure_is_a_visible_error_entry(start: Start) -> None:
+    config = {
+        "providers": {"dead": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+        "models": {"dead": {"provider": "dead", "model": "m"}},
+    }
+    _, client = start(config)
+    session = client.call("sessions.create", {"model": "dead"})
+    client.hello(topics=["session.*"])
+    client.call("sessions.send", {"id": session["id"], "text": "anyone?"})
+    error = answer_of(client, session["id"])
+    assert error["role"] == "error" and "dead" in error["text"]
+    assert error["error"]["code"] == "unavailable"
+    roles = [e["role"] for e in client.call("sessions.get", {"id": session["id"]})["entries"]]
+    assert roles == ["user", "error"]
+
+
+def test_idle_sessions_are_passivated_and_come_back_whole(start: Start) -> None:
+    clock = FakeClock()
+    gateway, client = start({"limits": {"session_idle_s": 60, "sessions_live": 2}}, clock=clock)
+    ids = [client.call("sessions.create", {})["id"] for _ in range(3)]
+    client.hello(topics=["session.message"])
+    for session_id in ids:
+        client.call("sessions.send", {"id": session_id, "text": f"hi {session_id}"})
+        answer_of(client, session_id)
+    watcher = gateway.client()
+    try:
+        watcher.hello(topics=["session.passivated"])
+        assert client.call("sessions.list")["live"] <= 2  # past the bound: the LRU one went
+        live = client.call("sessions.list")["live"]
+        clock.advance(61)  # idle for a minute: every live one goes
+        gone = set()
+        while len(gone) < live:
+            event = watcher.next_event(10)
+            assert event is not None, "a session was not passivated"
+            gone.add(event["data"]["session"])
+    finally:
+        watcher.close()
+    for session_id in ids:  # started again on demand, from snapshot and journal
+        entries = client.call("sessions.get", {"id": session_id})["entries"]
+        assert entries[0]["text"] == f"hi {session_id}" and len(entries) == 2
