@@ -248,6 +248,19 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         self._bound()
         return ref
 
+    def _passivated(self, session_id: str, incarnation: int) -> None:
+        current = self.live.get(session_id)
+        if current is None or current.incarnation != incarnation:
+            return
+        del self.live[session_id]
+        try:  # requests forwarded before now are handled first (the inbox is FIFO)
+            current.ref.stop(block=True, timeout=10)
+        except (pykka.ActorDeadError, pykka.Timeout):
+            pass
+        self.publish("session.passivated", {"session": session_id})
+        if open_mark(session_id) in self.ctx.journal.marks(open_mark(session_id)):
+            self._live_ref(session_id)  # one of those requests was a message: answer it
+
     def _bound(self) -> None:
         """Past `limits.sessions_live`, ask the least recently used to passivate."""
         over = len(self.live) - self.config.limits.sessions_live
@@ -266,11 +279,14 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
             self._bound()
             self.after(self._tick_s(), _Tick())
             return None
-        if isinstance(message, Passivated | SessionExited):
+        if isinstance(message, Passivated):
+            self._passivated(message.session_id, message.incarnation)
+            return None
+        if isinstance(message, SessionExited):
             current = self.live.get(message.session_id)
             if current is not None and current.incarnation == message.incarnation:
                 del self.live[message.session_id]
-            if isinstance(message, SessionExited) and message.error:
+            if message.error:
                 self.log.error("session {} crashed: {}", message.session_id, message.error)
             return None
         return super().on_message(message)

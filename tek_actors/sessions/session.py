@@ -211,12 +211,11 @@ class ModelSessionActor(PersistentActor[SessionState]):
             self.config = message
             return None
         if isinstance(message, Passivate):
-            if self.turn is None and not self.state.queue:
+            if self.turn is None and not self.state.queue and self.manager is not None:
+                # The manager stops this actor: it forwards requests in order, so one sent
+                # before it learnt of this is handled first, never dropped with the inbox.
                 self.snapshot(wait=True)
-                self.publish("session.passivated", {"session": self.session_id})
-                if self.manager is not None:
-                    self.manager.tell(Passivated(self.session_id, self.ctx.incarnation))
-                self.stop()
+                self.manager.tell(Passivated(self.session_id, self.ctx.incarnation))
             return None
         return super().on_message(message)
 
