@@ -57,8 +57,13 @@ def run(
 def _running_pid(home: TekHome) -> int | None:
     info = home.read_connection()
     pid = info.get("pid") if info else None
-    if isinstance(pid, int) and psutil.pid_exists(pid):
-        return pid
+    if not isinstance(pid, int):
+        return None
+    try:  # a killed gateway that `tek chat` started is its zombie until chat exits
+        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            return pid
+    except psutil.NoSuchProcess:
+        pass
     return None
 
 

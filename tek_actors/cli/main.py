@@ -10,6 +10,7 @@ import click
 from tek_actors._version import __version__
 from tek_actors.cli._output import Output, fail, gateway_client
 from tek_actors.cli.approvals_cmds import approvals
+from tek_actors.cli.chat_cmds import chat, sessions
 from tek_actors.cli.config_cmds import config
 from tek_actors.cli.gateway_cmds import gateway
 from tek_actors.cli.procs_cmds import procs
@@ -46,6 +47,8 @@ cli.add_command(setup)
 cli.add_command(providers)
 cli.add_command(procs)
 cli.add_command(approvals)
+cli.add_command(chat)
+cli.add_command(sessions)
 
 
 @cli.command()
