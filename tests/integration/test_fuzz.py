@@ -49,6 +49,7 @@ types = st.sampled_from(
         *(f"procs.{v}" for v in ("logs", "get", "list", "kill")),  # not start: real programs
         *(f"approvals.{v}" for v in ("request", "list", "get", "decide", "begin")),
         *(f"approvals.{v}" for v in ("attach", "finish")),
+        *(f"sessions.{v}" for v in ("create", "list", "rename", "delete", "send", "get")),
     ]
 )
 envelopes = st.fixed_dictionaries(
@@ -83,6 +84,8 @@ envelopes = st.fixed_dictionaries(
                     "since",
                     "limit",
                     "signal",
+                    "text",
+                    "title",
                 ]
             ),
             values,
