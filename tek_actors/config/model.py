@@ -100,6 +100,7 @@ class LimitsConfig(ConfigModel):
     proc_output_lines: Annotated[int, Field(ge=100, le=10_000_000)] = 10_000
     sessions_live: Annotated[int, Field(ge=1, le=100_000)] = 64
     session_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
+    auto_trim: bool = False  # drop the oldest messages when a turn's context does not fit
 
 
 class RetentionConfig(ConfigModel):

@@ -32,7 +32,15 @@ from tek_actors.wire import EmptyPayload, WireModel, invalid_request_from
 
 __all__ = ["SessionManager", "SessionsState"]
 
-FORWARDED = frozenset({"sessions.send", "sessions.get"})
+FORWARDED = frozenset(
+    {
+        "sessions.send",
+        "sessions.get",
+        "sessions.plan_switch",
+        "sessions.switch",
+        "sessions.undo_switch",
+    }
+)
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 Title = Annotated[StrictStr, Field(max_length=200)]
 

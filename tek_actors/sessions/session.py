@@ -25,9 +25,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config import Config
-from tek_actors.errors import Overloaded
+from tek_actors.errors import Conflict, InvalidValue, Overloaded, TekError
 from tek_actors.providers import Complete, CompletionDelta, CompletionDone, Message, ModelRequest
-from tek_actors.runtime import ActorContext, PersistentActor, command
+from tek_actors.providers.tokens import estimate_tokens
+from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
 from tek_actors.sessions.messages import Passivate, Passivated
 from tek_actors.store import NewEvent
 from tek_actors.wire import WireModel
@@ -65,16 +66,36 @@ class Entry(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class Checkpoint(BaseModel):
+    """What a switch changed, so that undo_switch can put it back."""
+
+    model: str | None
+    dropped: list[str]
+
+
 class SessionState(BaseModel):
     id: str = ""
     model: str | None = None
     entries: list[Entry] = []
     queue: list[str] = []  # user messages waiting for (or in) their turn, oldest first
+    dropped: list[str] = []  # user messages (with their answers) left out of the context
+    checkpoints: list[Checkpoint] = []  # one per switch, newest last
 
 
 class SendPayload(WireModel):
     id: Id
     text: Annotated[StrictStr, Field(min_length=1, max_length=1 << 20)]
+
+
+class PlanPayload(WireModel):
+    id: Id
+    model: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+
+
+class SwitchPayload(WireModel):
+    id: Id
+    model: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    mode: Literal["carry_over", "fresh"]
 
 
 class GetPayload(WireModel):
@@ -95,6 +116,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self.config: Config = ctx.options.get("config") or Config()
         self.manager = ctx.options.get("manager")
         self.turn: str | None = None  # the user message whose answer is on its way
+        self.waiting: list[tuple[Ticket, Any]] = []  # switches waiting for the turns to end
         self.open_mark = open_mark(self.session_id)
 
     def initial_state(self) -> SessionState:
@@ -109,6 +131,27 @@ class ModelSessionActor(PersistentActor[SessionState]):
                 update={
                     "entries": [*state.entries, entry],
                     "queue": [*state.queue, entry.id],
+                }
+            )
+        if event.type in ("session.switched", "session.trimmed"):
+            checkpoints = state.checkpoints
+            if event.type == "session.switched":
+                saved = Checkpoint(model=state.model, dropped=state.dropped)
+                checkpoints = [*checkpoints, saved]
+            return state.model_copy(
+                update={
+                    "model": data.get("to", state.model),
+                    "dropped": [*state.dropped, *data["dropped"]],
+                    "checkpoints": checkpoints,
+                }
+            )
+        if event.type == "session.switch_undone":
+            last = state.checkpoints[-1]
+            return state.model_copy(
+                update={
+                    "model": last.model,
+                    "dropped": last.dropped,
+                    "checkpoints": state.checkpoints[:-1],
                 }
             )
         if event.type in ("session.message", "session.error"):
@@ -157,43 +200,196 @@ class ModelSessionActor(PersistentActor[SessionState]):
 
     @command("sessions.get", GetPayload)
     def get(self, payload: GetPayload) -> dict[str, Any]:
+        view = self._view(self.state)
+        view["entries"] = view["entries"][payload.since :]
+        return view
+
+    def _view(self, state: SessionState) -> dict[str, Any]:
         return {
             "id": self.session_id,
-            "model": self.state.model or self.config.default_model,
-            "entries": [e.model_dump(mode="json") for e in self.state.entries[payload.since :]],
-            "count": len(self.state.entries),
-            "queue": list(self.state.queue),
+            "model": state.model or self.config.default_model,
+            "entries": [e.model_dump(mode="json") for e in state.entries],
+            "count": len(state.entries),
+            "queue": list(state.queue),
             "turn": self.turn,
+            "dropped": list(state.dropped),
+            "switches": len(state.checkpoints),
         }
+
+    @command("sessions.plan_switch", PlanPayload)
+    def plan_switch(self, payload: PlanPayload) -> dict[str, Any]:
+        return self._plan(payload.model)
+
+    @command("sessions.switch", SwitchPayload)
+    def switch(self, payload: SwitchPayload) -> None:
+        self.waiting.append((self.defer(), payload))
+        self._settle_waiting()
+
+    @command("sessions.undo_switch", GetPayload)
+    def undo_switch(self, payload: GetPayload) -> None:
+        self.waiting.append((self.defer(), None))
+        self._settle_waiting()
+
+    def _settle_waiting(self) -> None:
+        """Switches wait until no turn runs: a model never changes under a turn."""
+        while self.waiting and self.turn is None and not self.state.queue:
+            ticket, payload = self.waiting.pop(0)
+            try:
+                if payload is None:
+                    self._undo(ticket)
+                else:
+                    self._switch(ticket, payload)
+            except TekError as err:
+                self.answer(ticket, error=err)
+
+    def _switch(self, ticket: Ticket, payload: SwitchPayload) -> None:
+        plan = self._plan(payload.model)
+        option = next(o for o in plan["options"] if o["mode"] == payload.mode)
+        if not option["fits"]:
+            raise InvalidValue(
+                f"even with only the newest message, the conversation does not fit "
+                f"{payload.model}'s window of {plan['target_window']} tokens: use mode fresh",
+                details={"path": "mode", "expected": "fresh", "plan": plan},
+            )
+        event = NewEvent(
+            "session.switched",
+            {
+                "session": self.session_id,
+                "from": self.state.model or self.config.default_model,
+                "to": payload.model,
+                "mode": payload.mode,
+                "dropped": option["drop"],
+                "tokens_after": option["tokens_after"],
+            },
+        )
+        self.answer(ticket, self.persist(event, result=lambda s: self._view(s), ticket=ticket))
+
+    def _undo(self, ticket: Ticket) -> None:
+        if not self.state.checkpoints:
+            raise Conflict(
+                f"session {self.session_id} has no switch to undo", details={"id": self.session_id}
+            )
+        event = NewEvent("session.switch_undone", {"session": self.session_id})
+        self.answer(ticket, self.persist(event, result=lambda s: self._view(s), ticket=ticket))
 
     # -- turns -------------------------------------------------------------------------------
 
     def _next_turn(self) -> None:
         if self.turn is not None or not self.state.queue:
+            self._settle_waiting()
             return
         self.turn = self.state.queue[0]
+        plan = self._plan(None)
+        if not plan["fits"]:
+            carry = plan["options"][0]
+            if not (self.config.limits.auto_trim and carry["fits"]):
+                self._overflow(plan)
+                return
+            trimmed = {"session": self.session_id, "dropped": carry["drop"], "reason": "auto_trim"}
+            self.persist(
+                NewEvent("session.trimmed", trimmed | {"tokens_after": carry["tokens_after"]})
+            )
         request = ModelRequest(messages=self._context())
         self.send("providers", Complete(self.turn, self.state.model, request, self.actor_ref))
 
-    def _context(self) -> list[Message]:
-        """The conversation up to this turn's user message, each answer right after the
-        message it answers (a message sent during a turn is logged before that turn's answer,
-        but the model must see them in conversation order). Error entries are left out."""
+    def _overflow(self, plan: dict[str, Any]) -> None:
+        """The context does not fit: never trimmed silently; the person chooses."""
+        message = (
+            f"the conversation ({plan['tokens']} tokens) does not fit {plan['model']}'s window "
+            f"of {plan['target_window']}: switch with mode carry_over (drops "
+            f"{len(plan['options'][0]['drop'])} oldest messages) or fresh, or set "
+            "limits.auto_trim"
+        )
+        error = {
+            "code": "invalid_value",
+            "message": message,
+            "details": {"kind": "context_overflow", **plan},
+        }
+        turn = self.turn
+        assert turn is not None
+        self._finish_turn(
+            NewEvent(
+                "session.error",
+                {
+                    "session": self.session_id,
+                    "id": "m-" + uuid.uuid4().hex[:12],
+                    "turn": turn,
+                    "at": time.time(),
+                    "role": "error",
+                    "text": message,
+                    "error": error,
+                },
+            )
+        )
+
+    def _pairs(self) -> list[tuple[str, list[Message]]]:
+        """The context as (user message id, [that message, its answers]) in conversation order
+        (a message sent during a turn is logged before that turn's answer, but the model sees
+        each answer right after the message it answers). Dropped messages and error entries
+        are left out."""
         answers: dict[str, list[Entry]] = {}
         for entry in self.state.entries:
             if entry.role == "assistant" and entry.turn is not None:
                 answers.setdefault(entry.turn, []).append(entry)
-        out = []
+        dropped = set(self.state.dropped)
+        pairs = []
         for entry in self.state.entries:
-            if entry.role != "user":
+            if entry.role != "user" or entry.id in dropped:
                 continue
-            out.append(Message(role="user", content=entry.text))
-            if entry.id == self.turn:
-                break
+            messages = [Message(role="user", content=entry.text)]
             for answer in answers.get(entry.id, []):
                 if answer.text:
-                    out.append(Message(role="assistant", content=answer.text))
+                    messages.append(Message(role="assistant", content=answer.text))
+            pairs.append((entry.id, messages))
+        return pairs
+
+    def _context(self) -> list[Message]:
+        """What this turn sends: every pair up to and including the turn's user message."""
+        out: list[Message] = []
+        for user_id, messages in self._pairs():
+            if user_id == self.turn:
+                out.append(messages[0])
+                break
+            out += messages
         return out
+
+    @staticmethod
+    def _tokens(messages: list[Message]) -> int:
+        return sum(estimate_tokens(m.content) + 4 for m in messages)
+
+    def _plan(self, target: str | None) -> dict[str, Any]:
+        """What switching to `target` (None: the session's own model) would mean."""
+        alias = target or self.state.model or self.config.default_model
+        models = self.config.models
+        if alias not in models:
+            raise InvalidValue(
+                f"there is no model alias {alias!r}",
+                details={"path": "model", "expected": f"one of {sorted(models)}"},
+            )
+        window = models[alias].context_window
+        pairs = [(uid, self._tokens(messages)) for uid, messages in self._pairs()]
+        tokens = sum(t for _, t in pairs)
+        drop, left = [], tokens
+        for uid, cost in pairs[:-1]:  # the newest message always stays
+            if left <= window:
+                break
+            drop.append(uid)
+            left -= cost
+        return {
+            "model": alias,
+            "tokens": tokens,
+            "target_window": window,
+            "fits": tokens <= window,
+            "options": [
+                {"mode": "carry_over", "drop": drop, "tokens_after": left, "fits": left <= window},
+                {
+                    "mode": "fresh",
+                    "drop": [uid for uid, _ in pairs],
+                    "tokens_after": 0,
+                    "fits": True,
+                },
+            ],
+        }
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, CompletionDelta):
@@ -250,6 +446,10 @@ class ModelSessionActor(PersistentActor[SessionState]):
                 described |= {"details": error.details} if error.details else {}
             data = {**base, "role": "error", "text": described["message"], "error": described}
             event = NewEvent("session.error", data)
+        self._finish_turn(event)
+
+    def _finish_turn(self, event: NewEvent) -> None:
+        turn = self.turn
         self.turn = None
         empties = self.state.queue == [turn]  # this answer empties the queue
         self.persist(event, marks={self.open_mark: False} if empties else None)
