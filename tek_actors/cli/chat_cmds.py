@@ -23,7 +23,7 @@ from tek_actors.errors import TekError
 
 __all__ = ["chat", "sessions"]
 
-HELP = "commands: /sessions, /quit (more arrive with the tool loop and model switching)"
+HELP = "commands: /model ALIAS [carry_over|fresh], /plan ALIAS, /undo, /sessions, /quit"
 
 
 @click.command()
@@ -73,11 +73,49 @@ def _converse(client: Client, session_id: str) -> None:
                 mark = "*" if item["id"] == session_id else " "
                 click.echo(f"{mark} {item['id']}  {item['title'] or '(untitled)'}")
             continue
+        if text.startswith(("/model", "/plan", "/undo")):
+            _switching(client, session_id, text.split())
+            continue
         if text.startswith("/"):
             click.echo(f"unknown command {text.split()[0]}; {HELP}")
             continue
         sent = client.call("sessions.send", {"id": session_id, "text": text})
         _print_answer(client, session_id, sent["message_id"])
+
+
+def _switching(client: Client, session_id: str, words: list[str]) -> None:
+    """/plan ALIAS, /model ALIAS [MODE], /undo: explicit, and never without a mode."""
+    try:
+        if words[0] == "/undo":
+            view = client.call("sessions.undo_switch", {"id": session_id})
+            click.echo(f"back to {view['model']} ({len(view['dropped'])} messages left out)")
+            return
+        if len(words) < 2:
+            click.echo(f"which model? {HELP}")
+            return
+        plan = client.call("sessions.plan_switch", {"id": session_id, "model": words[1]})
+        carry = plan["options"][0]
+        click.echo(
+            f"{plan['tokens']} tokens; {plan['model']} holds {plan['target_window']}: "
+            + ("it fits" if plan["fits"] else "it does not fit")
+            + f". carry_over leaves out {len(carry['drop'])} oldest messages "
+            f"({carry['tokens_after']} tokens); fresh starts over."
+        )
+        if words[0] == "/plan":
+            return
+        mode = (
+            words[2]
+            if len(words) > 2
+            else click.prompt(
+                "mode", type=click.Choice(["carry_over", "fresh", "cancel"]), default="carry_over"
+            )
+        )
+        if mode == "cancel":
+            return
+        view = client.call("sessions.switch", {"id": session_id, "model": words[1], "mode": mode})
+        click.echo(f"now on {view['model']} ({len(view['dropped'])} messages left out; /undo)")
+    except TekError as exc:
+        click.echo(f"{exc.code}: {exc.message}", err=True)
 
 
 def _print_answer(client: Client, session_id: str, turn: str) -> None:

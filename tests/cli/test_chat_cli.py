@@ -47,10 +47,12 @@ def test_chat_starts_a_gateway_and_survives_its_crash(home: Path) -> None:
         os.kill(pid, signal.SIGKILL)  # the gateway dies mid-conversation
         assert tek(home, "gateway", "start").returncode == 0
         assert "You said: after the crash" in _say(chat, "after the crash")
-        assert chat.stdin is not None
-        chat.stdin.write("/quit\n")
+        assert chat.stdin is not None and chat.stdout is not None
+        chat.stdin.write("/model local fresh\n/undo\n/quit\n")
         chat.stdin.flush()
+        rest = chat.stdout.read()
         assert chat.wait(30) == 0
+        assert "now on local (2 messages left out; /undo)" in rest and "back to local (0" in rest
         listed = json.loads(tek(home, "--json", "sessions", "list").stdout)["items"]
         assert len(listed) == 1
         shown = tek(home, "sessions", "show", listed[0]["id"]).stdout.splitlines()
