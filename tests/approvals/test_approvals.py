@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tek_actors import Client, Conflict, Gateway, NotFound
+from tek_actors import Client, Conflict, NotFound
 from tek_actors.runtime import FakeClock
-from tek_actors.testing import write_config
-
-Start = Callable[..., tuple[Gateway, Client]]
-
-
-@pytest.fixture
-def start(home: Path) -> Iterator[Start]:
-    opened: list[tuple[Gateway, Client]] = []
-
-    def make(config: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Gateway, Client]:
-        if config is not None:
-            write_config(home, config)
-        gateway = Gateway(home, embedded=True, test_hooks=True, **kwargs).start()
-        client = gateway.client()
-        opened.append((gateway, client))
-        return gateway, client
-
-    yield make
-    for gateway, client in opened:
-        client.close()
-        gateway.stop(grace_ms=0)
+from tests.conftest import Start
 
 
 def ask(client: Client, call: str, argv: list[str], session: str = "s1") -> dict[str, Any]:
@@ -39,12 +17,12 @@ def ask(client: Client, call: str, argv: list[str], session: str = "s1") -> dict
     return result
 
 
-def test_the_policy_decides_at_request_time_deny_over_ask_over_auto(start: Start) -> None:
+def test_the_policy_decides_at_request_time_deny_over_ask_over_auto(gateway_with: Start) -> None:
     rules = [
         {"tool": "shell", "argv_prefix": ["git"], "action": "auto"},
         {"tool": "shell", "argv_prefix": ["git", "push"], "action": "deny"},
     ]
-    _, client = start(
+    _, client = gateway_with(
         {"approvals": {"default": "ask", "rules": rules, "tools": {"read_file": "auto"}}}
     )
     assert ask(client, "c1", ["git", "status"])["status"] == "approved"
@@ -59,8 +37,8 @@ def test_the_policy_decides_at_request_time_deny_over_ask_over_auto(start: Start
     assert read["status"] == "approved"
 
 
-def test_the_same_call_is_one_request_and_changed_arguments_a_new_one(start: Start) -> None:
-    _, client = start()
+def test_the_same_call_is_one_request_and_changed_arguments_a_new_one(gateway_with: Start) -> None:
+    _, client = gateway_with()
     first = ask(client, "c1", ["ls"])
     assert ask(client, "c1", ["ls"])["id"] == first["id"]
     changed = ask(client, "c1", ["ls", "-la"])
@@ -68,8 +46,8 @@ def test_the_same_call_is_one_request_and_changed_arguments_a_new_one(start: Sta
     assert len(client.call("approvals.list", {"status": "pending"})["items"]) == 2
 
 
-def test_decide_once_conflict_twice_and_not_found(start: Start) -> None:
-    _, client = start()
+def test_decide_once_conflict_twice_and_not_found(gateway_with: Start) -> None:
+    _, client = gateway_with()
     item = ask(client, "c1", ["ls"])
     decided = client.call("approvals.decide", {"id": item["id"], "decision": "deny"})
     assert decided["status"] == "denied" and decided["decided_by"] == "person"
@@ -81,8 +59,8 @@ def test_decide_once_conflict_twice_and_not_found(start: Start) -> None:
     assert begun["status"] == "denied"  # the caller must not run it
 
 
-def test_remember_adds_a_rule_through_the_configuration(start: Start) -> None:
-    _, client = start()
+def test_remember_adds_a_rule_through_the_configuration(gateway_with: Start) -> None:
+    _, client = gateway_with()
     item = ask(client, "c1", ["make", "test"])
     version = item["current_policy_version"]
     decided = client.call(
@@ -94,9 +72,9 @@ def test_remember_adds_a_rule_through_the_configuration(start: Start) -> None:
     assert ask(client, "c2", ["make", "test"])["status"] == "approved"
 
 
-def test_pending_requests_expire_on_the_sweep(start: Start) -> None:
+def test_pending_requests_expire_on_the_sweep(gateway_with: Start) -> None:
     clock = FakeClock()
-    _, client = start({"approvals": {"expire_after_s": 3600}}, clock=clock)
+    _, client = gateway_with({"approvals": {"expire_after_s": 3600}}, clock=clock)
     client.hello(topics=["approval.*"])
     item = ask(client, "c1", ["ls"])
     assert client.next_event(5)["event"] == "approval.requested"  # type: ignore[index]
@@ -112,8 +90,8 @@ def test_pending_requests_expire_on_the_sweep(start: Start) -> None:
     assert begun["status"] == "expired" and "nobody decided" in begun["reason"]
 
 
-def test_a_policy_change_between_request_and_execution_is_honoured(start: Start) -> None:
-    _, client = start({"approvals": {"default": "auto"}})
+def test_a_policy_change_between_request_and_execution_is_honoured(gateway_with: Start) -> None:
+    _, client = gateway_with({"approvals": {"default": "auto"}})
     item = ask(client, "c1", ["curl", "example.com"])
     other = ask(client, "c2", ["ls"], session="s2")
     assert item["status"] == other["status"] == "approved"
@@ -127,8 +105,8 @@ def test_a_policy_change_between_request_and_execution_is_honoured(start: Start)
     assert again["status"] == "pending"
 
 
-def test_a_call_runs_once_begin_twice_is_a_conflict(start: Start) -> None:
-    _, client = start({"approvals": {"default": "auto"}})
+def test_a_call_runs_once_begin_twice_is_a_conflict(gateway_with: Start) -> None:
+    _, client = gateway_with({"approvals": {"default": "auto"}})
     item = ask(client, "c1", ["ls"])
     version = item["current_policy_version"]
     assert (
@@ -146,9 +124,9 @@ def test_a_call_runs_once_begin_twice_is_a_conflict(start: Start) -> None:
 
 
 def test_subscribers_see_requests_and_decisions_and_a_reconnect_sees_them_pending(
-    start: Start,
+    gateway_with: Start,
 ) -> None:
-    gateway, client = start()
+    gateway, client = gateway_with()
     watcher = gateway.client()
     try:
         watcher.hello(topics=["approval.*"])
@@ -167,10 +145,10 @@ def test_subscribers_see_requests_and_decisions_and_a_reconnect_sees_them_pendin
         watcher.close()
 
 
-def test_bad_input_is_refused(start: Start) -> None:
+def test_bad_input_is_refused(gateway_with: Start) -> None:
     from tek_actors import InvalidRequest
 
-    _, client = start()
+    _, client = gateway_with()
     for payload in (
         {"session": "", "tool_call": "c", "tool": "shell"},
         {"session": "s", "tool_call": "c", "tool": "shell", "arguments": []},

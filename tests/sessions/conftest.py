@@ -1,35 +1,10 @@
-"""A gateway per test (with the config it needs), and waiting for a session's answer."""
+"""Waiting for a session's answer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tek_actors import Client, Gateway
-from tek_actors.testing import write_config
-
-Start = Callable[..., tuple[Gateway, Client]]
-
-
-@pytest.fixture
-def start(home: Path) -> Iterator[Start]:
-    opened: list[tuple[Gateway, Client]] = []
-
-    def make(config: dict[str, Any] | None = None, **kwargs: Any) -> tuple[Gateway, Client]:
-        if config is not None:
-            write_config(home, config)
-        gateway = Gateway(home, embedded=True, test_hooks=True, **kwargs).start()
-        client = gateway.client()
-        opened.append((gateway, client))
-        return gateway, client
-
-    yield make
-    for gateway, client in opened:
-        client.close()
-        gateway.stop(grace_ms=0)
+from tek_actors import Client
 
 
 def answer_of(client: Client, session_id: str) -> dict[str, Any]:

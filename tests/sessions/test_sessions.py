@@ -7,11 +7,12 @@ import pytest
 from tek_actors import InvalidValue, NotFound, Overloaded
 from tek_actors.runtime import FakeClock
 from tek_actors.testing.fake_providers import FakeProvider
-from tests.sessions.conftest import Start, answer_of
+from tests.conftest import Start
+from tests.sessions.conftest import answer_of
 
 
-def test_create_list_rename_delete(start: Start) -> None:
-    _, client = start()
+def test_create_list_rename_delete(gateway_with: Start) -> None:
+    _, client = gateway_with()
     first = client.call("sessions.create", {"title": "plans"})
     second = client.call("sessions.create", {"model": "local"})
     assert first["id"] != second["id"] and first["title"] == "plans"
@@ -32,8 +33,8 @@ def test_create_list_rename_delete(start: Start) -> None:
     assert caught.value.details["path"] == "model"
 
 
-def test_send_is_durable_then_the_turn_streams_and_is_journaled(start: Start) -> None:
-    _, client = start()
+def test_send_is_durable_then_the_turn_streams_and_is_journaled(gateway_with: Start) -> None:
+    _, client = gateway_with()
     session = client.call("sessions.create", {})
     client.hello(topics=["session.*"])
     sent = client.call("sessions.send", {"id": session["id"], "text": "hello there"})
@@ -56,8 +57,8 @@ def test_send_is_durable_then_the_turn_streams_and_is_journaled(start: Start) ->
     assert got["queue"] == [] and got["turn"] is None
 
 
-def test_an_idem_resend_stores_one_message(start: Start) -> None:
-    _, client = start()
+def test_an_idem_resend_stores_one_message(gateway_with: Start) -> None:
+    _, client = gateway_with()
     session = client.call("sessions.create", {})
     payload = {"id": session["id"], "text": "only once"}
     first = client.call("sessions.send", payload, idem="send-1")
@@ -72,7 +73,7 @@ def test_an_idem_resend_stores_one_message(start: Start) -> None:
     assert len(users) == 1
 
 
-def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(start: Start) -> None:
+def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(gateway_with: Start) -> None:
     with FakeProvider("openai") as server:
         config = {
             "providers": {
@@ -82,7 +83,7 @@ def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(start: Start)
             "default_model": "lab",
             "limits": {"session_queue": 2},
         }
-        _, client = start(config)
+        _, client = gateway_with(config)
         session = client.call("sessions.create", {})
         server.script({"delay_s": 1.0, "text": "first answer"}, {"text": "second answer"})
         client.hello(topics=["session.message"])
@@ -98,12 +99,12 @@ def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(start: Start)
         assert [m["content"] for m in second["messages"]] == ["one", "first answer", "two"]
 
 
-def test_a_provider_failure_is_a_visible_error_entry(start: Start) -> None:
+def test_a_provider_failure_is_a_visible_error_entry(gateway_with: Start) -> None:
     config = {
         "providers": {"dead": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
         "models": {"dead": {"provider": "dead", "model": "m"}},
     }
-    _, client = start(config)
+    _, client = gateway_with(config)
     session = client.call("sessions.create", {"model": "dead"})
     client.hello(topics=["session.*"])
     client.call("sessions.send", {"id": session["id"], "text": "anyone?"})
@@ -114,9 +115,11 @@ def test_a_provider_failure_is_a_visible_error_entry(start: Start) -> None:
     assert roles == ["user", "error"]
 
 
-def test_idle_sessions_are_passivated_and_come_back_whole(start: Start) -> None:
+def test_idle_sessions_are_passivated_and_come_back_whole(gateway_with: Start) -> None:
     clock = FakeClock()
-    gateway, client = start({"limits": {"session_idle_s": 60, "sessions_live": 2}}, clock=clock)
+    gateway, client = gateway_with(
+        {"limits": {"session_idle_s": 60, "sessions_live": 2}}, clock=clock
+    )
     ids = [client.call("sessions.create", {})["id"] for _ in range(3)]
     client.hello(topics=["session.message"])
     for session_id in ids:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from tek_actors import Client, Conflict, InvalidRequest, InvalidValue
-from tests.sessions.conftest import Start, answer_of
+from tests.conftest import Start
+from tests.sessions.conftest import answer_of
 
 MODELS = {
     "big": {"provider": "local", "model": "local", "context_window": 32768},
@@ -27,8 +28,8 @@ def _talk(client: Client, session_id: str, n: int) -> list[str]:
     return ids
 
 
-def test_plan_switch_undo(start: Start) -> None:
-    _, client = start({"models": MODELS})
+def test_plan_switch_undo(gateway_with: Start) -> None:
+    _, client = gateway_with({"models": MODELS})
     session = client.call("sessions.create", {"model": "big"})["id"]
     client.hello(topics=["session.*"])
     sent = _talk(client, session, 3)
@@ -56,8 +57,8 @@ def test_plan_switch_undo(start: Start) -> None:
         client.call("sessions.plan_switch", {"id": session, "model": "ghost"})
 
 
-def test_a_context_that_does_not_fit_is_an_error_with_the_options(start: Start) -> None:
-    _, client = start({"models": MODELS})
+def test_a_context_that_does_not_fit_is_an_error_with_the_options(gateway_with: Start) -> None:
+    _, client = gateway_with({"models": MODELS})
     session = client.call("sessions.create", {"model": "tiny"})["id"]
     client.hello(topics=["session.*"])
     client.call("sessions.send", {"id": session, "text": "y" * 2000})
@@ -72,8 +73,8 @@ def test_a_context_that_does_not_fit_is_an_error_with_the_options(start: Start) 
     assert answer_of(client, session)["text"] == "(local model) You said: short"
 
 
-def test_auto_trim_says_exactly_what_it_dropped(start: Start) -> None:
-    _, client = start({"models": MODELS, "limits": {"auto_trim": True}})
+def test_auto_trim_says_exactly_what_it_dropped(gateway_with: Start) -> None:
+    _, client = gateway_with({"models": MODELS, "limits": {"auto_trim": True}})
     session = client.call("sessions.create", {"model": "tiny"})["id"]
     client.hello(topics=["session.*"])
     sent = _talk(client, session, 2)
