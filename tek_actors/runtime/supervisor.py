@@ -314,10 +314,11 @@ class Supervisor(pykka.ThreadingActor):
             self._stop_child(self._children[name])
         delay = spec.backoff.delay(child.attempt, self._rng)
         child.attempt += 1
+        # The timer first: whoever sees "restarting" (a FakeClock test) may advance the clock.
+        self._schedule(delay, RestartDue(tuple(group), self._generation, spec.name))
         for name in group:
             self._directory._down(name, "restarting", retry_at=now + delay)
         logger.warning("{} crashed ({}); restarting {} in {:.2f}s", spec.name, error, group, delay)
-        self._schedule(delay, RestartDue(tuple(group), self._generation, spec.name))
 
     def _group_for(self, name: str) -> list[str]:
         if self._strategy == Strategy.ONE_FOR_ONE:
@@ -356,11 +357,11 @@ class Supervisor(pykka.ThreadingActor):
         delay = self._tree_backoff.delay(self._tree_attempt, self._rng)
         self._tree_attempt += 1
         self._last_tree_restart = now
+        self._schedule(delay, RestartDue(tuple(self._order), self._generation, self._culprit))
         for name in self._order:
             self._directory._down(name, "restarting", retry_at=now + delay)
         self._on_degraded(True)  # after the states above, so status is consistent with it
         logger.error("restarting the whole tree in {:.2f}s: {}", delay, reason)
-        self._schedule(delay, RestartDue(tuple(self._order), self._generation, self._culprit))
         ref = self.actor_ref
         self._timers.append(
             self._clock.call_later(

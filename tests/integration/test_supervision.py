@@ -28,6 +28,13 @@ def test_a_crashed_actor_restarts_rehydrated_and_is_reported(make_rig: Any) -> N
     assert "injected fault" in probe["last_error"]
 
 
+def _restarting(status: dict[str, Any], restarts: int) -> bool:
+    """The probe crashed `restarts` times and its restart is scheduled (the supervisor arms
+    the timer before it says "restarting")."""
+    probe = status["actors"]["probe"]
+    return bool(probe["restarts"] == restarts and probe["state"] == "restarting")
+
+
 def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) -> None:
     clock = FakeClock()
     supervision = {"child_max_restarts": 1, "tree_max_restarts": 1, "backoff_jitter": 0.0}
@@ -37,7 +44,7 @@ def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) 
         try:
             watcher.hello(topics=["gateway.actor_restarted"])
             client.call("test.crash", {"actor": "probe"})
-            _wait_for(client, lambda s: s["actors"]["probe"]["restarts"] == 1)
+            _wait_for(client, lambda s: _restarting(s, 1))  # its restart timer is armed
             clock.advance(0.5)  # restart 1 after its 0.5 s backoff
             assert watcher.next_event(10)["data"]["restarts"] == 1
             client.call("test.crash", {"actor": "probe"})  # restart 2 > 1: the tree restarts
@@ -49,7 +56,7 @@ def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) 
             assert client.call("probe.get")["order"] == []  # serving again, still degraded
             assert client.status()["state"] == "degraded"
             client.call("test.crash", {"actor": "probe"})
-            _wait_for(client, lambda s: s["actors"]["probe"]["restarts"] == 3)
+            _wait_for(client, lambda s: _restarting(s, 3))
             clock.advance(0.5)
             assert watcher.next_event(10)["data"]["restarts"] == 3
             client.call("test.crash", {"actor": "probe"})  # a second tree restart in 60 s: exit
