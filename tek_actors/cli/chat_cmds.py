@@ -192,3 +192,41 @@ def show(out: Output, session_id: str) -> None:
     for entry in result["entries"]:
         who = entry["role"] if entry["role"] != "assistant" else entry.get("model") or "model"
         click.echo(f"{who}> {entry['text']}")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.argument("model")
+@click.option(
+    "--mode",
+    type=click.Choice(["carry_over", "fresh"]),
+    default=None,
+    help="Required to switch; without it, only the plan is shown.",
+)
+@click.pass_obj
+def switch(out: Output, session_id: str, model: str, mode: str | None) -> None:
+    """Show what switching session ID to MODEL means; with --mode, switch."""
+    with gateway_client(out) as client:
+        plan = client.call("sessions.plan_switch", {"id": session_id, "model": model})
+        if mode is None:
+            carry = plan["options"][0]
+            out.done(
+                plan,
+                f"{plan['tokens']} tokens; {model} holds {plan['target_window']}: "
+                + ("it fits" if plan["fits"] else "it does not fit")
+                + f". --mode carry_over leaves out {len(carry['drop'])} oldest messages; "
+                "--mode fresh starts over.",
+            )
+            return
+        view = client.call("sessions.switch", {"id": session_id, "model": model, "mode": mode})
+    out.done(view, f"{session_id} is on {view['model']} ({len(view['dropped'])} left out)")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.pass_obj
+def undo(out: Output, session_id: str) -> None:
+    """Undo the last model switch of session ID."""
+    with gateway_client(out) as client:
+        view = client.call("sessions.undo_switch", {"id": session_id})
+    out.done(view, f"{session_id} is back on {view['model']} ({len(view['dropped'])} left out)")

@@ -62,6 +62,14 @@ def test_chat_starts_a_gateway_and_survives_its_crash(home: Path) -> None:
             "user> after the crash",
             "local> (local model) You said: after the crash",
         ]  # every line once: nothing lost, nothing twice
+        session = listed[0]["id"]
+        plan = tek(home, "sessions", "switch", session, "local")
+        assert plan.returncode == 0 and "it fits" in plan.stdout
+        switched = tek(home, "sessions", "switch", session, "local", "--mode", "fresh")
+        assert switched.returncode == 0 and "(2 left out)" in switched.stdout
+        assert "back on local (0 left out)" in tek(home, "sessions", "undo", session).stdout
+        nothing = tek(home, "sessions", "undo", session)
+        assert nothing.returncode == 1 and "no switch to undo" in nothing.stderr
     finally:
         if chat.poll() is None:
             chat.kill()
