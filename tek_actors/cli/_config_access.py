@@ -8,6 +8,7 @@ write itself; the gateway records it as a change when it next starts.
 
 from __future__ import annotations
 
+import contextlib
 from types import TracebackType
 from typing import Any
 
@@ -46,12 +47,10 @@ class ConfigAccess:
         if self.endpoint is None:
             self.home.ensure()
             lock = HomeLock(self.home)
-            try:
+            with contextlib.suppress(Conflict):  # Conflict: a gateway holds the home; ask it
                 lock.acquire()
                 self._lock = lock
                 return self
-            except Conflict:
-                pass  # a gateway holds the home: talk to it
         self.client = Client(self.endpoint, home=self.home, token=self.token, timeout=15.0)
         return self
 

@@ -16,6 +16,7 @@ status file says how it ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -415,10 +416,8 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         return record
 
     def _signal(self, record: ProcRecord, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the whole group is already gone
             os.killpg(record.pgid, sig)
-        except ProcessLookupError:
-            pass  # the whole group is already gone
         self.log.info("sent {} to the process group of {}", signal.Signals(sig).name, record.id)
 
     # -- the tick: tail, liveness, exits -----------------------------------------------------

@@ -13,6 +13,7 @@ journal fences off its older incarnation first, as the supervisor does for its c
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections import OrderedDict
@@ -108,10 +109,10 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
     def configure(self, config: Config) -> None:
         self.config = config
         for entry in list(self.live.values()):
-            try:  # the session uses it before this acknowledges (it never asks us back)
+            # The session uses it before this acknowledges (it never asks us back). One that
+            # stopped meanwhile gets the configuration when it starts again.
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
                 entry.ref.ask(config, timeout=5.0)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass  # stopped meanwhile: it gets the configuration when it starts again
 
     def on_begin(self) -> None:
         super().on_begin()

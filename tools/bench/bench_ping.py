@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,22 @@ def start_server(
             argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
         )
     return Server(name, proc, endpoint, log_path)
+
+
+@contextlib.contextmanager
+def workspace() -> Iterator[tuple[Path, zmq.Context[Any], list[Server]]]:
+    """A temp folder (short: ipc paths are limited), a zmq context, and a list to put started
+    servers in; afterwards every server is stopped and everything removed."""
+    tmp = Path(tempfile.mkdtemp(prefix="tb", dir="/tmp"))
+    ctx: zmq.Context[Any] = zmq.Context()
+    servers: list[Server] = []
+    try:
+        yield tmp, ctx, servers
+    finally:
+        for server in reversed(servers):
+            stop_server(server)
+        ctx.term()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def start_echo(tmp: Path) -> Server:

@@ -16,26 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import msgpack
-import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (  # a sibling script, not a package
     RawClient,
-    Server,
     machine_info,
     start_echo,
     start_gateway,
-    stop_server,
     wait_ready,
+    workspace,
 )
 
 
@@ -79,10 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.lines or (50_000 if args.quick else 200_000)
     rounds = args.rounds or (1 if args.quick else 3)
-    tmp = Path(tempfile.mkdtemp(prefix="tekb"))
-    ctx: zmq.Context[Any] = zmq.Context()
-    servers: list[Server] = []
-    try:
+    with workspace() as (tmp, ctx, servers):
         echo = start_echo(tmp)
         servers.append(echo)
         gateway = start_gateway(tmp, log_level="WARNING")
@@ -119,11 +112,6 @@ def main() -> None:
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
-    finally:
-        for server in reversed(servers):
-            stop_server(server)
-        ctx.term()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgpack
-import zmq
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (
@@ -42,8 +39,8 @@ from bench_ping import (
     start_echo,
     start_gateway,
     start_server,
-    stop_server,
     wait_ready,
+    workspace,
 )
 
 FAKE = Path(__file__).resolve().parents[1] / "fake_providers.py"
@@ -106,10 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 8)
     n = args.n or (50 if args.quick else 150)
-    tmp = Path(tempfile.mkdtemp(prefix="tekb"))
-    ctx: zmq.Context[Any] = zmq.Context()
-    servers: list[Server] = []
-    try:
+    with workspace() as (tmp, ctx, servers):
         fake, base_url = start_fake(tmp)
         servers.append(fake)
         echo = start_echo(tmp)
@@ -158,11 +152,6 @@ def main() -> None:
         )
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
-    finally:
-        for server in reversed(servers):
-            stop_server(server)
-        ctx.term()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
