@@ -25,6 +25,12 @@ def _until(value: float | None) -> str:
     return f"{time.strftime('%H:%M:%S', time.localtime(value))} ({max(0, left):.0f} s)"
 
 
+def _window(model: dict[str, Any]) -> str:
+    """The resolved window, marked with its source unless that is the config: "128000 (catalog)"."""
+    source = model.get("context_window_source", "config")
+    return str(model["context_window"]) + ("" if source == "config" else f" ({source})")
+
+
 @providers.command(name="list")
 @click.pass_obj
 def list_(out: Output) -> None:
@@ -47,7 +53,7 @@ def list_(out: Output) -> None:
             alias + mark,
             m["provider"],
             m["model"],
-            str(m["context_window"]),
+            _window(m),
             ", ".join(m["fallbacks"]),
         )
     out.console.print(aliases)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from tek_actors.providers.catalog import DEFAULT_CONTEXT_WINDOW, catalog_entry
 from tek_actors.store import remove_quietly, write_atomic
 
 __all__ = ["STEPS", "Asker", "Checkpoints", "ConfigWriter", "Step"]
@@ -46,8 +47,8 @@ class Step:
 
 
 _PROVIDER_DEFAULTS = {
-    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini", 128_000),
-    "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY", "claude-sonnet-4-5", 200_000),
+    "openai": ("https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o-mini"),
+    "anthropic": ("https://api.anthropic.com", "ANTHROPIC_API_KEY", "claude-sonnet-4-5"),
 }
 
 
@@ -60,7 +61,7 @@ def _provider(ask: Asker, config: ConfigWriter) -> str:
     )
     if kind == "local":
         return "kept the built-in local provider"
-    base_url, env, model, window = _PROVIDER_DEFAULTS[kind]
+    base_url, env, model = _PROVIDER_DEFAULTS[kind]
     name = ask.text("A name for this provider", kind)
     provider: dict[str, Any] = {"kind": kind, "base_url": ask.text("Base URL", base_url)}
     env_name = ask.text("Environment variable with the API key (empty: type the key here)", env)
@@ -70,9 +71,12 @@ def _provider(ask: Asker, config: ConfigWriter) -> str:
         provider["api_key"] = ask.text("API key (stored only in config.json)", secret=True)
     config.change("set", path=f"providers.{name}", value=provider)
     alias = ask.text("A short alias for its model", "main")
+    model_id = ask.text("Model id", model)
+    known = catalog_entry(model_id)  # the default window: the model catalog's, else 8192
+    window = known.context_window if known else DEFAULT_CONTEXT_WINDOW
     entry = {
         "provider": name,
-        "model": ask.text("Model id", model),
+        "model": model_id,
         "context_window": ask.number("Context window (tokens)", window),
     }
     config.change("set", path=f"models.{alias}", value=entry)

@@ -47,3 +47,21 @@ def test_the_example_config_is_valid_and_uses_only_known_fields() -> None:
     doc = json.loads((CONFIGS / "config.example.json").read_text())
     config = validate(doc)
     assert config.default_model == "qwen" and list(unknown_paths(doc)) == []
+
+
+def test_every_data_file_in_the_package_ships_in_the_wheel() -> None:
+    """The JSON defaults are read with importlib.resources: setup.cfg must list each one."""
+    root = CONFIGS.parent
+    setup = configparser.ConfigParser(interpolation=None)
+    setup.read_string((root / "setup.cfg").read_text())
+    listed = {
+        f"{package.replace('.', '/')}/{name}"
+        for package, names in setup["options.package_data"].items()
+        for name in names.replace(",", " ").split()
+    }
+    data = {
+        str(path.relative_to(root))
+        for path in (root / "tek_actors").rglob("*")
+        if path.is_file() and path.suffix not in {".py", ".pyc"}
+    }
+    assert data == listed
