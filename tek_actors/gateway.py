@@ -77,13 +77,17 @@ class Gateway:
         extra_children: list[ChildSpec] | None = None,
         embedded: bool = False,
         config_watch_s: float = 1.0,
+        token_estimator: Callable[[str], int] | None = None,
     ) -> None:
         """`embedded`: runs inside a host process: inproc:// unless `endpoint` says otherwise,
         and no connection file (the socket, if any, is the host's business).
 
         The `gateway` section of the configuration in force (config.json, or its last good
         backup if the file cannot be used) is read here, once: those settings take effect at
-        a start. `endpoint` and `token` override it."""
+        a start. `endpoint` and `token` override it.
+
+        `token_estimator`: text -> tokens, for planning what fits a model's window (default:
+        bytes / 4; either way calibrated per model from the usage providers report)."""
         self.home = home if isinstance(home, TekHome) else TekHome.resolve(home)
         loaded = ConfigStore(self.home.config_path).load(expected=False)
         if loaded.problem is not None:
@@ -119,6 +123,7 @@ class Gateway:
         self._pending_exit: int | None = None
         self.endpoint = ""
         self.config_watch_s = config_watch_s  # how often config.json is checked for hand edits
+        self._token_estimator = token_estimator
 
     # -- assembling --------------------------------------------------------------------------
 
@@ -157,7 +162,11 @@ class Gateway:
             ChildSpec(
                 "sessions",
                 SessionManager,
-                options={"snapshot_every": self.settings.snapshot_every},
+                options={
+                    "snapshot_every": self.settings.snapshot_every,
+                    "workspace": self.home.state_dir / "workspace",
+                    "estimator": self._token_estimator,
+                },
                 **common,
             ),
             ChildSpec(

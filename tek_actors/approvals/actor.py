@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr
 
+from tek_actors.approvals.messages import ApprovalChanged, WatchApproval
 from tek_actors.approvals.policy import arguments_digest, evaluate, policy_digest, remembered
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.config.model import ApprovalsConfig
@@ -99,7 +100,8 @@ class AttachPayload(WireModel):
 
 class FinishPayload(WireModel):
     id: Id
-    outcome: Literal["executed", "failed"]
+    # unknown: the caller lost track of the call (it restarted while the call ran)
+    outcome: Literal["executed", "failed", "unknown"]
     result: dict[str, Any] | None = None
 
 
@@ -110,6 +112,7 @@ class IdPayload(WireModel):
 class ListPayload(WireModel):
     status: Status | None = None
     session: Key | None = None
+    tool_call: Key | None = None
 
 
 class _Sweep:
@@ -139,6 +142,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         super().__init__(ctx)
         self.policy = ApprovalsConfig()
         self.sweep_s = float(ctx.options.get("sweep_s", SWEEP_S))
+        self.watchers: dict[str, dict[str, Any]] = {}  # approval id -> {actor urn: ref}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -321,6 +325,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             for i in sorted(self.state.items.values(), key=lambda i: i.requested_at)
             if (payload.status is None or i.status == payload.status)
             and (payload.session is None or i.session == payload.session)
+            and (payload.tool_call is None or i.tool_call == payload.tool_call)
         ]
         return {"items": items, "policy_version": self.state.policy_version}
 
@@ -339,6 +344,12 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         if isinstance(message, ProcEnded):
             self._proc_ended(message)
             return None
+        if isinstance(message, WatchApproval):
+            self.watchers.setdefault(message.approval_id, {})[message.reply_to.actor_urn] = (
+                message.reply_to
+            )
+            self._notify_watchers()
+            return None
         if isinstance(message, _Remembered):
             # The decision is durable already; the policy change is applied (or refused) now.
             view = self._view(self.state.items[message.item_id]) | {"remembered": message.ok}
@@ -347,6 +358,21 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             self.answer(message.ticket, view)
             return None
         return super().on_message(message)
+
+    def persist(self, *events: NewEvent, **kwargs: Any) -> Any:
+        result = super().persist(*events, **kwargs)
+        self._notify_watchers()
+        return result
+
+    def _notify_watchers(self) -> None:
+        """Tell the watchers of every approval that is no longer pending (or does not exist)."""
+        for item_id in list(self.watchers):
+            item = self.state.items.get(item_id)
+            if item is not None and item.status == "pending":
+                continue
+            view = self._view(item) if item is not None else {"id": item_id, "status": "missing"}
+            for ref in self.watchers.pop(item_id).values():
+                tell_quietly(ref, ApprovalChanged(item_id, view))
 
     def _sweep(self) -> None:
         now = self.ctx.clock.time()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import types
 from collections.abc import Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -342,6 +343,37 @@ def _dangling_references(config: Config) -> Iterator[dict[str, Any]]:
             "message": f"there is no model alias {config.default_model!r}",
             "expected": f"one of {sorted(models)}",
         }
+    yield from _tool_references(config)
+
+
+BUILTIN_TOOLS = ("read_file", "shell", "write_file")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z0-9][A-Za-z0-9_:-]*)\}")
+
+
+def _tool_references(config: Config) -> Iterator[dict[str, Any]]:
+    """A tool from config may not shadow a built-in, and its command may only name its own
+    parameters (a typo would otherwise run with the literal `{name}` in it)."""
+    for name, tool in config.tools.items():
+        if name in BUILTIN_TOOLS:
+            yield {
+                "path": f"tools.{name}",
+                "message": f"{name!r} is a built-in tool",
+                "expected": f"a name other than {', '.join(BUILTIN_TOOLS)}",
+            }
+        for i, part in enumerate(tool.command):
+            for ref in _PLACEHOLDER.findall(part):
+                if ref not in tool.parameters:
+                    yield {
+                        "path": f"tools.{name}.command.{i}",
+                        "message": f"{{{ref}}} is not a parameter of {name}",
+                        "expected": f"one of {sorted(tool.parameters)}",
+                    }
+        if tool.cwd is not None and not tool.cwd.startswith("/"):
+            yield {
+                "path": f"tools.{name}.cwd",
+                "message": "cwd must be an absolute path",
+                "expected": "a path starting with /",
+            }
 
 
 def check_change(old: dict[str, Any], new: dict[str, Any]) -> Config:

@@ -29,6 +29,8 @@ __all__ = [
     "ProviderConfig",
     "RetentionConfig",
     "SupervisionSettings",
+    "ToolConfig",
+    "ToolParameter",
 ]
 
 CURRENT_VERSION = 2
@@ -66,7 +68,8 @@ class ProviderConfig(ConfigModel):
 class ModelConfig(ConfigModel):
     provider: Name
     model: Annotated[str, Field(min_length=1, max_length=256)]
-    context_window: Annotated[int, Field(ge=256, le=100_000_000)] = 8192
+    # None: the model catalog's window for `model`, else 8192 (tek_actors/providers/catalog.py)
+    context_window: Annotated[int, Field(ge=256, le=100_000_000)] | None = None
     max_output_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     fallbacks: Annotated[list[Name], Field(max_length=8)] = []
 
@@ -101,6 +104,26 @@ class LimitsConfig(ConfigModel):
     sessions_live: Annotated[int, Field(ge=1, le=100_000)] = 64
     session_idle_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
     auto_trim: bool = False  # drop the oldest messages when a turn's context does not fit
+
+
+class ToolParameter(ConfigModel):
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    description: Annotated[str, Field(max_length=2000)] = ""
+    required: bool = True
+
+
+class ToolConfig(ConfigModel):
+    """A tool the model may call that runs a command (never through a shell): each `{name}` in
+    `command` is replaced by that argument's value, so `["grep", "-rn", "{pattern}", "."]`
+    with `{"pattern": "TODO"}` runs `grep -rn TODO .`."""
+
+    command: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4096)]],
+        Field(min_length=1, max_length=256),
+    ]
+    description: Annotated[str, Field(max_length=8192)] = ""
+    parameters: Annotated[dict[Name, ToolParameter], Field(max_length=64)] = {}
+    cwd: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
 class RetentionConfig(ConfigModel):
@@ -163,6 +186,7 @@ class Config(ConfigModel):
     models: dict[Name, ModelConfig] = Field(default={}, validate_default=True)
     default_model: Name = "local"
     approvals: ApprovalsConfig = ApprovalsConfig()
+    tools: Annotated[dict[Name, ToolConfig], Field(max_length=256)] = {}
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
     gateway: GatewaySettings = GatewaySettings()

@@ -2,7 +2,13 @@
 and the ProviderActor with its breakers, retries and failover."""
 
 from tek_actors.providers.actor import ProviderActor
-from tek_actors.providers.messages import Complete, CompletionDelta, CompletionDone
+from tek_actors.providers.messages import (
+    CallKnown,
+    CallQuery,
+    Complete,
+    CompletionDelta,
+    CompletionDone,
+)
 from tek_actors.providers.types import (
     Completion,
     Message,
@@ -14,6 +20,8 @@ from tek_actors.providers.types import (
 )
 
 __all__ = [
+    "CallKnown",
+    "CallQuery",
     "Complete",
     "Completion",
     "CompletionDelta",

@@ -44,7 +44,14 @@ from tek_actors.errors import (
     Unavailable,
 )
 from tek_actors.providers.adapters import ADAPTERS, Target
-from tek_actors.providers.messages import Complete, CompletionDelta, CompletionDone
+from tek_actors.providers.catalog import resolve_context_window
+from tek_actors.providers.messages import (
+    CallKnown,
+    CallQuery,
+    Complete,
+    CompletionDelta,
+    CompletionDone,
+)
 from tek_actors.providers.runtime import ProviderRuntime, fingerprint
 from tek_actors.providers.types import (
     CALLER_FAULTS,
@@ -239,7 +246,14 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
                 "models": sorted(a for a, m in self.config.models.items() if m.provider == name),
                 "state": self._describe(name)["state"],
             }
-        models = {a: m.model_dump(mode="json") for a, m in self.config.models.items()}
+        models = {}
+        for alias, model in self.config.models.items():
+            window, source = resolve_context_window(model)
+            models[alias] = {
+                **model.model_dump(mode="json"),
+                "context_window": window,
+                "context_window_source": source,
+            }
         return {
             "providers": providers,
             "models": models,
@@ -278,6 +292,11 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
             call = self.calls.get(message.call_id)
             if call is not None:
                 self._advance(call)
+            return None
+        if isinstance(message, CallQuery):
+            tell_quietly(
+                message.reply_to, CallKnown(message.call_id, message.call_id in self.calls)
+            )
             return None
         if isinstance(message, Complete):
             try:

@@ -15,7 +15,7 @@ import pykka
 from tek_actors.errors import TekError
 from tek_actors.providers.types import Completion, ModelRequest
 
-__all__ = ["Complete", "CompletionDelta", "CompletionDone"]
+__all__ = ["CallKnown", "CallQuery", "Complete", "CompletionDelta", "CompletionDone"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +39,19 @@ class CompletionDone:
     call_id: str
     completion: Completion | None = field(repr=False)
     error: TekError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """Is call `call_id` still on its way? Answered with CallKnown. Messages from the provider
+    actor arrive in order, so a caller told `known=False` that has no CompletionDone for the
+    call knows it was lost (the provider actor restarted) and may send it again."""
+
+    call_id: str
+    reply_to: pykka.ActorRef[Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CallKnown:
+    call_id: str
+    known: bool

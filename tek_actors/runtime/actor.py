@@ -25,7 +25,7 @@ import pykka
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from tek_actors.errors import Internal, JournalError, TekError, UnknownType
+from tek_actors.errors import Internal, JournalError, TekError, Unavailable, UnknownType
 from tek_actors.runtime.clock import Clock, Timer
 from tek_actors.runtime.messages import (
     Fault,
@@ -42,6 +42,7 @@ __all__ = ["Actor", "ActorContext", "PersistentActor", "command", "tell_quietly"
 S = TypeVar("S", bound=BaseModel)
 
 _PERSIST_TIMEOUT_S = 30.0
+REQUEST_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,22 @@ def command(
         return fn
 
     return mark
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """The answer to a request this actor sent another actor (see Actor.request)."""
+
+    ticket: Ticket
+    ok: bool
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Unclaimed:
+    """A request's claim timer ran out."""
+
+    ticket: Ticket
 
 
 def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
@@ -114,6 +131,7 @@ class Actor(pykka.ThreadingActor):
         self._ticket: Ticket | None = None
         self._deferred: set[Ticket] = set()
         self._timers: list[Timer] = []
+        self._requests: dict[Ticket, tuple[Callable[[bool, Any], None], Timer | None]] = {}
 
     # -- pykka hooks -------------------------------------------------------------------------
 
@@ -159,6 +177,9 @@ class Actor(pykka.ThreadingActor):
                 raise RuntimeError(f"{message.reason} in {self.name}")
             if isinstance(message, StatusQuery):
                 return self.status()
+            if isinstance(message, (_Answered, _Unclaimed)):
+                self._request_settled(message)
+                return None
             return self.on_message(message)
         except BaseException as exc:
             self._crash(exc)
@@ -263,6 +284,54 @@ class Actor(pykka.ThreadingActor):
         timer = self.ctx.clock.call_later(delay, lambda: tell_quietly(ref, message))
         self._timers.append(timer)
         return timer
+
+    def request(
+        self,
+        name: str,
+        type: str,
+        payload: dict[str, Any],
+        then: Callable[[bool, Any], None],
+        *,
+        timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        """Send actor `name` a request, as a client would, and call `then(ok, value)` on this
+        actor's thread with the answer (`value` is the result, or the TekError). Never blocks.
+
+        A request that was never started is answered `Unavailable` with `details.started:
+        False`: `name` is not running, or it did not claim the request within `timeout` (it
+        died with the request in its inbox); the request is cancelled first, so it can never
+        start later, and sending it again is safe even when it changes something. Once claimed,
+        an answer always comes: the result, a domain error, or `internal` if that actor crashed
+        while handling it (then the change may or may not have been made)."""
+        ref = self.actor_ref
+        ticket = Ticket(
+            type, payload, lambda t, ok, value: tell_quietly(ref, _Answered(t, ok, value))
+        )
+        if not self.send(name, ticket):
+            self._requests[ticket] = (then, None)
+            ticket.cancel()
+            never = Unavailable(f"{name} is not running", details={"started": False})
+            tell_quietly(ref, _Answered(ticket, False, never))
+            return
+        self._requests[ticket] = (then, self.after(timeout, _Unclaimed(ticket)))
+
+    def _request_settled(self, message: _Answered | _Unclaimed) -> None:
+        ticket = message.ticket
+        if isinstance(message, _Unclaimed):
+            if not ticket.cancel():
+                return  # it started: its answer will come
+            message = _Answered(
+                ticket,
+                False,
+                Unavailable(f"{ticket.type} was not taken up in time", details={"started": False}),
+            )
+        pending = self._requests.pop(ticket, None)
+        if pending is None:
+            return  # answered already
+        then, timer = pending
+        if timer is not None:
+            timer.cancel()
+        then(message.ok, message.value)
 
     # -- crashing ----------------------------------------------------------------------------
 

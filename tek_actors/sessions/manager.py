@@ -14,10 +14,12 @@ journal fences off its older incarnation first, as the supervisor does for its c
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import pykka
@@ -26,6 +28,7 @@ from pydantic import BaseModel, Field, StrictStr, ValidationError
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import InvalidValue, NotFound, TekError
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.runtime.actor import tell_quietly
 from tek_actors.sessions.messages import Passivate, Passivated, SessionExited
 from tek_actors.sessions.session import OPEN_MARK, ModelSessionActor, open_mark
 from tek_actors.store import NewEvent
@@ -50,6 +53,7 @@ class SessionMeta(BaseModel):
     id: str
     title: str = ""
     model: str | None = None  # None: the default model at each turn
+    cwd: str | None = None  # the folder its tools work in (None: the gateway's workspace)
     created_at: float
 
 
@@ -60,6 +64,7 @@ class SessionsState(BaseModel):
 class CreatePayload(WireModel):
     model: Annotated[StrictStr, Field(min_length=1, max_length=64)] | None = None
     title: Title | None = None
+    cwd: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
 
 
 class IdPayload(WireModel):
@@ -143,11 +148,19 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
                 f"there is no model alias {payload.model!r}",
                 details={"path": "model", "expected": f"one of {sorted(self.config.models)}"},
             )
+        if payload.cwd is not None and not (
+            os.path.isabs(payload.cwd) and os.path.isdir(payload.cwd)
+        ):
+            raise InvalidValue(
+                f"cwd {payload.cwd!r} is not an absolute path to a folder",
+                details={"path": "cwd", "expected": "an absolute path to an existing folder"},
+            )
         session_id = "s-" + uuid.uuid4().hex[:12]
         data = {
             "id": session_id,
             "title": payload.title or "",
             "model": payload.model,
+            "cwd": payload.cwd,
             "created_at": time.time(),
         }
         return self.persist(  # type: ignore[no-any-return]
@@ -234,20 +247,23 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         name = f"session-{session_id}"
         self.ctx.journal.fence(name, incarnation)
         manager = self.actor_ref
+        meta = self.state.sessions[session_id]
         ctx = ActorContext(
             name=name,
             incarnation=incarnation,
             journal=self.ctx.journal,
             clock=self.ctx.clock,
             publish=self.ctx.publish,
-            report_exit=lambda n, inc, exc, tb: manager.tell(
-                SessionExited(session_id, inc, repr(exc) if exc is not None else None)
+            report_exit=lambda n, inc, exc, tb: tell_quietly(
+                manager, SessionExited(session_id, inc, repr(exc) if exc is not None else None)
             ),
             options={
                 "session_id": session_id,
-                "model": self.state.sessions[session_id].model,
+                "model": meta.model,
                 "config": self.config,
                 "manager": manager,
+                "workdir": meta.cwd or self._workspace(),
+                "estimator": self.ctx.options.get("estimator"),
                 "snapshot_every": 100,
             },
             lookup=self.ctx.lookup,
@@ -256,6 +272,12 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         self.live[session_id] = _Live(ref, incarnation, self.ctx.clock.monotonic())
         self._bound()
         return ref
+
+    def _workspace(self) -> str:
+        """Where the tools of a session created without a cwd work."""
+        folder = Path(self.ctx.options.get("workspace") or Path.cwd())
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder)
 
     def _passivated(self, session_id: str, incarnation: int) -> None:
         current = self.live.get(session_id)

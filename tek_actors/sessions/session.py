@@ -8,28 +8,49 @@ snapshot and the journal). Its events are journaled under the actor name `sessio
                     reply {message_id}; it joins the session's FIFO of turns (bounded:
                     `limits.session_queue`, then `overloaded`)
     a turn          the head of the FIFO: the conversation goes to the ProviderActor for the
-                    session's model; text streams as `session.delta` (ephemeral); the answer is
-                    journaled as `session.message` with the model that answered and the usage;
-                    a provider error is journaled as an `error` entry, never dropped
+                    session's model, with the tools it may call; text streams as
+                    `session.delta` (ephemeral); the answer is journaled as `session.message`
+                    with the model that answered and the usage; a provider error is journaled
+                    as an `error` entry, never dropped
+    a tool round    an answer with tool calls: each call is approved and run (toolcalls.py);
+                    each result is journaled as `session.tool_result` as it finishes, and
+                    appears in the conversation in the order the model issued the calls; then
+                    the model is asked again, at most `limits.tool_rounds` rounds per turn
 
-A turn whose user message is in the journal but whose answer is not (the gateway died in
-between) runs again when the session starts: nothing the user sent is left unanswered.
+Everything a turn has done is in the journal, so a turn cut short by a crash carries on from
+there when the session starts: a user message without an answer is answered, a round is resumed
+from the approvals' own record (a call that was running is never run again).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictStr
 
+from tek_actors.approvals.messages import ApprovalChanged
 from tek_actors.config import Config
 from tek_actors.errors import Conflict, InvalidValue, Overloaded, TekError
-from tek_actors.providers import Complete, CompletionDelta, CompletionDone, Message, ModelRequest
+from tek_actors.procs.messages import ProcEnded
+from tek_actors.providers import (
+    CallKnown,
+    CallQuery,
+    Complete,
+    CompletionDelta,
+    CompletionDone,
+    ModelRequest,
+    ToolCall,
+)
 from tek_actors.providers.tokens import estimate_tokens
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.sessions import context
 from tek_actors.sessions.messages import Passivate, Passivated
+from tek_actors.sessions.toolcalls import WATCH_S, CallRun, Later, ToolRound
+from tek_actors.sessions.tools import tool_specs
 from tek_actors.store import NewEvent
 from tek_actors.wire import WireModel
 
@@ -52,11 +73,14 @@ class Entry(BaseModel):
 
     id: str
     role: Literal["user", "assistant", "tool", "error"]
-    text: str = ""
+    text: str = ""  # for a tool result: the JSON the model sees
     at: float
-    turn: str | None = None  # for an answer: the user message it answers
+    turn: str | None = None  # for an answer or a tool result: the user message it answers
     tool_calls: list[dict[str, Any]] = []
-    tool_call_id: str | None = None
+    tool_call_id: str | None = None  # a tool result: the model's id of the call
+    name: str | None = None  # a tool result: the tool
+    status: str | None = None  # a tool result: executed, failed, denied, expired, unknown, error
+    approval: str | None = None  # a tool result: its approval's id
     model: str | None = None
     provider: str | None = None
     usage: dict[str, int] | None = None
@@ -73,6 +97,17 @@ class Checkpoint(BaseModel):
     dropped: list[str]
 
 
+class Round(BaseModel):
+    """The tool calls of one answer: how many, and the results not yet in the conversation
+    (they join it in call order: result i+1 waits for result i)."""
+
+    entry: str
+    turn: str
+    size: int
+    appended: int = 0
+    waiting: dict[int, Entry] = {}
+
+
 class SessionState(BaseModel):
     id: str = ""
     model: str | None = None
@@ -80,6 +115,8 @@ class SessionState(BaseModel):
     queue: list[str] = []  # user messages waiting for (or in) their turn, oldest first
     dropped: list[str] = []  # user messages (with their answers) left out of the context
     checkpoints: list[Checkpoint] = []  # one per switch, newest last
+    round: Round | None = None  # the tool round of the running turn
+    calibration: dict[str, float] = {}  # model alias -> reported / estimated input tokens
 
 
 class SendPayload(WireModel):
@@ -103,9 +140,24 @@ class GetPayload(WireModel):
     since: Annotated[int, Field(ge=0)] = 0  # entries after this many
 
 
+def _apply_tool_result(state: SessionState, data: dict[str, Any]) -> SessionState:
+    current = state.round
+    if current is None or current.entry != data["entry"]:
+        return state
+    entry = Entry.model_validate({k: v for k, v in data.items() if k in Entry.model_fields})
+    waiting = {**current.waiting, data["index"]: entry}
+    entries, appended = list(state.entries), current.appended
+    while appended in waiting:
+        entries.append(waiting.pop(appended))
+        appended += 1
+    new_round = current.model_copy(update={"appended": appended, "waiting": waiting})
+    return state.model_copy(update={"entries": entries, "round": new_round})
+
+
 class ModelSessionActor(PersistentActor[SessionState]):
     """Options: `session_id`, `model` (its alias at creation), `config` (the Config in force),
-    `manager` (the SessionManager's ref, told when this actor passivates)."""
+    `manager` (the SessionManager's ref, told when this actor passivates), `workdir` (the
+    folder its tools work in), `estimator` (text -> tokens; bytes / 4 by default)."""
 
     domain = "sessions"
     state_model = SessionState
@@ -115,7 +167,12 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self.session_id = str(ctx.options["session_id"])
         self.config: Config = ctx.options.get("config") or Config()
         self.manager = ctx.options.get("manager")
+        self.workdir = Path(ctx.options.get("workdir") or Path.cwd())
+        self.estimate: context.Estimator = ctx.options.get("estimator") or estimate_tokens
         self.turn: str | None = None  # the user message whose answer is on its way
+        self.call: Complete | None = None  # the model call on its way
+        self.call_estimate = 0  # that call's context, by the raw estimate
+        self.tools: ToolRound | None = None  # the tool calls on their way
         self.waiting: list[tuple[Ticket, Any]] = []  # switches waiting for the turns to end
         self.open_mark = open_mark(self.session_id)
 
@@ -154,10 +211,22 @@ class ModelSessionActor(PersistentActor[SessionState]):
                     "checkpoints": state.checkpoints[:-1],
                 }
             )
+        if event.type == "session.tool_result":
+            return _apply_tool_result(state, data)
         if event.type in ("session.message", "session.error"):
-            entry = Entry.model_validate({k: v for k, v in data.items() if k != "session"})
-            queue = [m for m in state.queue if m != entry.turn]
-            return state.model_copy(update={"entries": [*state.entries, entry], "queue": queue})
+            entry = Entry.model_validate({k: v for k, v in data.items() if k in Entry.model_fields})
+            update: dict[str, Any] = {"entries": [*state.entries, entry], "round": None}
+            if entry.tool_calls:  # the turn goes on with a round of tool calls
+                update["round"] = Round(
+                    entry=entry.id, turn=entry.turn or "", size=len(entry.tool_calls)
+                )
+            else:
+                update["queue"] = [m for m in state.queue if m != entry.turn]
+            estimate, usage = data.get("estimate"), entry.usage or {}
+            if estimate and usage.get("input_tokens") and entry.model:
+                observed = usage["input_tokens"] / estimate
+                update["calibration"] = context.calibrated(state.calibration, entry.model, observed)
+            return state.model_copy(update=update)
         return state
 
     def public_state(self) -> dict[str, Any]:
@@ -167,7 +236,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
 
     def on_begin(self) -> None:
         super().on_begin()
-        self._next_turn()  # a turn cut short by a crash runs again
+        self._next_turn(recovering=True)  # a turn cut short by a crash carries on
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -208,12 +277,14 @@ class ModelSessionActor(PersistentActor[SessionState]):
         return {
             "id": self.session_id,
             "model": state.model or self.config.default_model,
+            "workdir": str(self.workdir),
             "entries": [e.model_dump(mode="json") for e in state.entries],
             "count": len(state.entries),
             "queue": list(state.queue),
             "turn": self.turn,
             "dropped": list(state.dropped),
             "switches": len(state.checkpoints),
+            "calibration": dict(state.calibration),
         }
 
     @command("sessions.plan_switch", PlanPayload)
@@ -230,8 +301,12 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self.waiting.append((self.defer(), None))
         self._settle_waiting()
 
+    def _plan(self, target: str | None) -> dict[str, Any]:
+        return context.plan(self.state, self.config, target, self.estimate)
+
     def _settle_waiting(self) -> None:
-        """Switches wait until no turn runs: a model never changes under a turn."""
+        """Switches wait until no turn runs (tool calls included): a model never changes
+        under a turn."""
         while self.waiting and self.turn is None and not self.state.queue:
             ticket, payload = self.waiting.pop(0)
             try:
@@ -274,11 +349,19 @@ class ModelSessionActor(PersistentActor[SessionState]):
 
     # -- turns -------------------------------------------------------------------------------
 
-    def _next_turn(self) -> None:
+    def _next_turn(self, *, recovering: bool = False) -> None:
         if self.turn is not None or not self.state.queue:
             self._settle_waiting()
             return
         self.turn = self.state.queue[0]
+        current = self.state.round
+        if current is not None and current.turn == self.turn and current.appended < current.size:
+            self._run_round(recovering=recovering)  # a restart found the round unfinished
+            return
+        self._ask_model()
+
+    def _ask_model(self) -> None:
+        """Send the conversation to the session's model (unless it does not fit)."""
         plan = self._plan(None)
         if not plan["fits"]:
             carry = plan["options"][0]
@@ -289,8 +372,39 @@ class ModelSessionActor(PersistentActor[SessionState]):
             self.persist(
                 NewEvent("session.trimmed", trimmed | {"tokens_after": carry["tokens_after"]})
             )
-        request = ModelRequest(messages=self._context())
-        self.send("providers", Complete(self.turn, self.state.model, request, self.actor_ref))
+        assert self.turn is not None
+        messages = context.context(self.state, self.turn)
+        self.call_estimate = context.raw_tokens(messages, self.estimate)
+        call_id = f"{self.turn}/{uuid.uuid4().hex[:8]}"
+        request = ModelRequest(messages=messages, tools=tool_specs(self.config))
+        self.call = Complete(call_id, self.state.model, request, self.actor_ref)
+        self._send_call(self.call)
+
+    def _send_call(self, call: Complete) -> None:
+        """Hand the call to the provider actor, and check on it now and then: a restart of
+        that actor loses the calls it had, and a lost call is sent again."""
+        if call is not self.call:
+            return  # answered meanwhile
+        if not self.send("providers", call):
+            self.after(WATCH_S / 10, Later(lambda: self._send_call(call)))
+            return
+        self.after(WATCH_S, Later(lambda: self._check_call(call)))
+
+    def _check_call(self, call: Complete) -> None:
+        if call is self.call and not self.send(
+            "providers", CallQuery(call.call_id, self.actor_ref)
+        ):
+            self.after(WATCH_S, Later(lambda: self._check_call(call)))
+
+    def _call_known(self, known: CallKnown) -> None:
+        call = self.call
+        if call is None or known.call_id != call.call_id:
+            return
+        if known.known:
+            self.after(WATCH_S, Later(lambda: self._check_call(call)))
+        else:  # its answer would have come before this one: the provider actor lost it
+            self.log.warning("the provider actor lost call {}: sending it again", call.call_id)
+            self._send_call(call)
 
     def _overflow(self, plan: dict[str, Any]) -> None:
         """The context does not fit: never trimmed silently; the person chooses."""
@@ -300,108 +414,143 @@ class ModelSessionActor(PersistentActor[SessionState]):
             f"{len(plan['options'][0]['drop'])} oldest messages) or fresh, or set "
             "limits.auto_trim"
         )
-        error = {
-            "code": "invalid_value",
-            "message": message,
-            "details": {"kind": "context_overflow", **plan},
+        details = {"kind": "context_overflow", **plan}
+        self._fail_turn({"code": "invalid_value", "message": message, "details": details})
+
+    def _fail_turn(self, error: dict[str, Any]) -> None:
+        """End the turn with a visible error entry."""
+        data = {
+            "session": self.session_id,
+            "id": "m-" + uuid.uuid4().hex[:12],
+            "turn": self.turn,
+            "at": time.time(),
+            "role": "error",
+            "text": error["message"],
+            "error": error,
         }
+        self._finish_turn(NewEvent("session.error", data))
+
+    def _answered(self, done: CompletionDone) -> None:
+        self.call = None
+        base: dict[str, Any] = {"session": self.session_id, "turn": self.turn, "at": time.time()}
+        base["id"] = "m-" + uuid.uuid4().hex[:12]
+        if done.completion is None:
+            error = done.error
+            described: dict[str, Any] = {"code": "internal", "message": str(error)}
+            if error is not None:
+                described = {"code": error.code, "message": error.message}
+                described |= {"details": error.details} if error.details else {}
+            data = {**base, "role": "error", "text": described["message"], "error": described}
+            self._finish_turn(NewEvent("session.error", data))
+            return
+        c = done.completion
+        # A stream cut short may have cut a call's arguments: only whole answers run tools.
+        calls = [] if c.incomplete else [t.model_dump(mode="json") for t in c.tool_calls]
+        data = {
+            **base,
+            "role": "assistant",
+            "text": c.text,
+            "tool_calls": calls,
+            "model": c.model,
+            "provider": c.provider,
+            "usage": c.usage.model_dump(),
+            "estimate": self.call_estimate,
+            "fallback_from": c.fallback_from,
+            "incomplete": c.incomplete,
+            "local": c.local,
+            "error": {"message": c.error} if c.error else None,
+        }
+        if not calls:
+            self._finish_turn(NewEvent("session.message", data))
+            return
+        self.persist(NewEvent("session.message", data))
+        self._run_round(recovering=False)
+
+    # -- tool rounds -------------------------------------------------------------------------
+
+    def _run_round(self, *, recovering: bool) -> None:
+        current = self.state.round
+        assert current is not None
+        entry = next(e for e in reversed(self.state.entries) if e.id == current.entry)
+        calls = [ToolCall(**c) for c in entry.tool_calls]
+        done = set(range(current.appended)) | set(current.waiting)
+        self.tools = ToolRound(self, current.entry, calls, done)
+        self.tools.start(recovering=recovering)
+
+    def tool_finished(self, run: CallRun, status: str, result: dict[str, Any]) -> None:
+        """A call's result (from toolcalls.py): journal it; after the round's last, go on."""
+        data = {
+            "session": self.session_id,
+            "id": "m-" + uuid.uuid4().hex[:12],
+            "role": "tool",
+            "turn": self.turn,
+            "entry": run.round.entry_id,
+            "index": run.index,
+            "tool_call_id": run.call.id,
+            "name": run.call.name,
+            "status": status,
+            "approval": run.approval_id,
+            "text": json.dumps(result, ensure_ascii=False),
+            "at": time.time(),
+        }
+        self.persist(NewEvent("session.tool_result", data))
+        current = self.state.round
+        if current is None or current.appended < current.size:
+            return
+        self.tools = None
+        rounds = sum(1 for e in self.state.entries if e.turn == self.turn and e.tool_calls)
+        limit = self.config.limits.tool_rounds
+        if rounds >= limit:
+            message = (
+                f"stopped after {rounds} rounds of tool calls (limits.tool_rounds is {limit}): "
+                "send a message to let the model go on"
+            )
+            self._fail_turn(
+                {
+                    "code": "overloaded",
+                    "message": message,
+                    "details": {"kind": "tool_rounds", "rounds": rounds, "limit": limit},
+                }
+            )
+            return
+        self._ask_model()
+
+    def _finish_turn(self, event: NewEvent) -> None:
         turn = self.turn
-        assert turn is not None
-        self._finish_turn(
-            NewEvent(
-                "session.error",
-                {
-                    "session": self.session_id,
-                    "id": "m-" + uuid.uuid4().hex[:12],
-                    "turn": turn,
-                    "at": time.time(),
-                    "role": "error",
-                    "text": message,
-                    "error": error,
-                },
-            )
-        )
+        self.turn = None
+        self.call = None
+        empties = self.state.queue == [turn]  # this answer empties the queue
+        self.persist(event, marks={self.open_mark: False} if empties else None)
+        self._next_turn()
 
-    def _pairs(self) -> list[tuple[str, list[Message]]]:
-        """The context as (user message id, [that message, its answers]) in conversation order
-        (a message sent during a turn is logged before that turn's answer, but the model sees
-        each answer right after the message it answers). Dropped messages and error entries
-        are left out."""
-        answers: dict[str, list[Entry]] = {}
-        for entry in self.state.entries:
-            if entry.role == "assistant" and entry.turn is not None:
-                answers.setdefault(entry.turn, []).append(entry)
-        dropped = set(self.state.dropped)
-        pairs = []
-        for entry in self.state.entries:
-            if entry.role != "user" or entry.id in dropped:
-                continue
-            messages = [Message(role="user", content=entry.text)]
-            for answer in answers.get(entry.id, []):
-                if answer.text:
-                    messages.append(Message(role="assistant", content=answer.text))
-            pairs.append((entry.id, messages))
-        return pairs
-
-    def _context(self) -> list[Message]:
-        """What this turn sends: every pair up to and including the turn's user message."""
-        out: list[Message] = []
-        for user_id, messages in self._pairs():
-            if user_id == self.turn:
-                out.append(messages[0])
-                break
-            out += messages
-        return out
-
-    @staticmethod
-    def _tokens(messages: list[Message]) -> int:
-        return sum(estimate_tokens(m.content) + 4 for m in messages)
-
-    def _plan(self, target: str | None) -> dict[str, Any]:
-        """What switching to `target` (None: the session's own model) would mean."""
-        alias = target or self.state.model or self.config.default_model
-        models = self.config.models
-        if alias not in models:
-            raise InvalidValue(
-                f"there is no model alias {alias!r}",
-                details={"path": "model", "expected": f"one of {sorted(models)}"},
-            )
-        window = models[alias].context_window
-        pairs = [(uid, self._tokens(messages)) for uid, messages in self._pairs()]
-        tokens = sum(t for _, t in pairs)
-        drop, left = [], tokens
-        for uid, cost in pairs[:-1]:  # the newest message always stays
-            if left <= window:
-                break
-            drop.append(uid)
-            left -= cost
-        return {
-            "model": alias,
-            "tokens": tokens,
-            "target_window": window,
-            "fits": tokens <= window,
-            "options": [
-                {"mode": "carry_over", "drop": drop, "tokens_after": left, "fits": left <= window},
-                {
-                    "mode": "fresh",
-                    "drop": [uid for uid, _ in pairs],
-                    "tokens_after": 0,
-                    "fits": True,
-                },
-            ],
-        }
+    # -- internal messages -------------------------------------------------------------------
 
     def on_message(self, message: Any) -> Any:
+        call_id = self.call.call_id if self.call is not None else None
         if isinstance(message, CompletionDelta):
-            if message.call_id == self.turn:
+            if message.call_id == call_id:
                 self.publish(
                     "session.delta",
-                    {"session": self.session_id, "turn": message.call_id, "text": message.text},
+                    {"session": self.session_id, "turn": self.turn, "text": message.text},
                 )
             return None
         if isinstance(message, CompletionDone):
-            if message.call_id == self.turn:
+            if message.call_id == call_id:
                 self._answered(message)
+            return None
+        if isinstance(message, CallKnown):
+            self._call_known(message)
+            return None
+        if isinstance(message, Later):
+            message.step()
+            return None
+        if isinstance(message, ApprovalChanged):
+            if self.tools is not None:
+                self.tools.approval_changed(message.approval_id, message.view)
+            return None
+        if isinstance(message, ProcEnded):
+            if self.tools is not None:
+                self.tools.proc_ended(message)
             return None
         if isinstance(message, Config):
             self.config = message
@@ -414,43 +563,3 @@ class ModelSessionActor(PersistentActor[SessionState]):
                 self.manager.tell(Passivated(self.session_id, self.ctx.incarnation))
             return None
         return super().on_message(message)
-
-    def _answered(self, done: CompletionDone) -> None:
-        turn = self.turn
-        assert turn is not None
-        base: dict[str, Any] = {"session": self.session_id, "turn": turn, "at": time.time()}
-        base["id"] = "m-" + uuid.uuid4().hex[:12]
-        if done.completion is not None:
-            c = done.completion
-            event = NewEvent(
-                "session.message",
-                {
-                    **base,
-                    "role": "assistant",
-                    "text": c.text,
-                    "tool_calls": [t.model_dump(mode="json") for t in c.tool_calls],
-                    "model": c.model,
-                    "provider": c.provider,
-                    "usage": c.usage.model_dump(),
-                    "fallback_from": c.fallback_from,
-                    "incomplete": c.incomplete,
-                    "local": c.local,
-                    "error": {"message": c.error} if c.error else None,
-                },
-            )
-        else:
-            error = done.error
-            described = {"code": getattr(error, "code", "internal"), "message": str(error)}
-            if error is not None:
-                described = {"code": error.code, "message": error.message}
-                described |= {"details": error.details} if error.details else {}
-            data = {**base, "role": "error", "text": described["message"], "error": described}
-            event = NewEvent("session.error", data)
-        self._finish_turn(event)
-
-    def _finish_turn(self, event: NewEvent) -> None:
-        turn = self.turn
-        self.turn = None
-        empties = self.state.queue == [turn]  # this answer empties the queue
-        self.persist(event, marks={self.open_mark: False} if empties else None)
-        self._next_turn()

@@ -1,0 +1,314 @@
+"""One round of tool calls: every call of one assistant message, from approval to result.
+
+The calls of a round run concurrently. Each one, on the session actor's thread (it never blocks:
+every step is a request to another actor whose answer comes back as a message):
+
+    plan          check the arguments, resolve paths (an unplannable call is answered at once)
+    request       approvals.request: the policy decides, or the call waits for a person
+    wait          while pending: WatchApproval (sent again every WATCH_S, in case the
+                  approval actor restarted and forgot the watch)
+    begin         approvals.begin with the policy_version seen: journaled `running` before the
+                  tool starts, or refused (the policy changed: denied, or back to pending)
+    run           a process tool: procs.start, approvals.attach, WatchProcess, then procs.logs
+                  for the output; a file tool: in-process
+    result        handed to the session, which journals it; then approvals.finish
+
+After a restart the session resumes the round from the approvals' own record (looked up by the
+call's key, `<assistant entry id>#<index>`), never from a fresh request: a call that was running
+is watched to its end if its process is known, and otherwise reported `unknown`, never re-run.
+A request that was never taken up is sent again (it cannot have run); a call whose start may or
+may not have happened is `unknown`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tek_actors.approvals.messages import WatchApproval
+from tek_actors.errors import Internal, Overloaded, TekError, Unavailable
+from tek_actors.procs.messages import ProcEnded, WatchProcess
+from tek_actors.providers import ToolCall
+from tek_actors.sessions.tools import PlannedCall, ToolError, bound_output, plan_call, run_file_tool
+
+if TYPE_CHECKING:
+    from tek_actors.sessions.session import ModelSessionActor
+
+__all__ = ["CallRun", "Later", "ToolRound"]
+
+RETRY_S = 0.5  # another actor was not running: ask again
+WATCH_S = 5.0  # how often a watch is sent again while waiting (its actor may have restarted)
+LOG_PAGE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A step of a call, due after a delay (the session runs `step` when it gets this)."""
+
+    step: Callable[[], None] = field(repr=False)
+
+
+def _never_started(value: Any) -> bool:
+    return isinstance(value, Unavailable) and (value.details or {}).get("started") is False
+
+
+class ToolRound:
+    """The calls of assistant entry `entry_id` that have no result yet."""
+
+    def __init__(
+        self, host: ModelSessionActor, entry_id: str, calls: list[ToolCall], done: set[int]
+    ) -> None:
+        self.host = host
+        self.entry_id = entry_id
+        self.runs = [CallRun(self, i, call) for i, call in enumerate(calls) if i not in done]
+
+    def start(self, *, recovering: bool) -> None:
+        for run in self.runs:
+            run.start(recovering=recovering)
+
+    def proc_ended(self, ended: ProcEnded) -> None:
+        for run in self.runs:
+            if run.proc_id == ended.proc_id and not run.finished:
+                run.proc_ended(ended)
+
+    def approval_changed(self, approval_id: str, view: dict[str, Any]) -> None:
+        for run in self.runs:
+            if run.approval_id == approval_id and run.waiting == "approval":
+                run.waiting = None
+                run.approval(view)
+
+
+class CallRun:
+    def __init__(self, round: ToolRound, index: int, call: ToolCall) -> None:
+        self.round = round
+        self.host = round.host
+        self.index = index
+        self.call = call
+        self.key = f"{round.entry_id}#{index}"
+        self.planned: PlannedCall | None = None
+        self.approval_id: str | None = None
+        self.proc_id: str | None = None
+        self.began = False  # this incarnation marked it running: it must finish it
+        self.waiting: str | None = None  # "approval" or "process" while a watch is out
+        self.finished = False
+        self.output: list[str] = []
+
+    # -- the steps, in order -----------------------------------------------------------------
+
+    def start(self, *, recovering: bool) -> None:
+        try:
+            self.planned = plan_call(self.call, self.host.config, self.host.workdir)
+        except ToolError as err:
+            self.finish("error", {"error": str(err)})
+            return
+        if recovering:
+            query = {"session": self.host.session_id, "tool_call": self.key}
+            self.host.request("approvals", "approvals.list", query, self._looked_up)
+        else:
+            self._request()
+
+    def _looked_up(self, ok: bool, value: Any) -> None:
+        if not ok:
+            self._again(lambda: self.start(recovering=True), value)
+            return
+        items = value["items"]
+        if items:
+            self.approval(items[-1])
+        else:
+            self._request()
+
+    def _request(self) -> None:
+        assert self.planned is not None
+        payload = {
+            "session": self.host.session_id,
+            "tool_call": self.key,
+            "tool": self.planned.tool,
+            "arguments": self.planned.arguments,
+        }
+        self.host.request("approvals", "approvals.request", payload, self._requested)
+
+    def _requested(self, ok: bool, value: Any) -> None:
+        if not ok:
+            self._again(self._request, value)  # asking twice is one request (same key, digest)
+            return
+        self.approval(value)
+
+    def approval(self, view: dict[str, Any]) -> None:
+        """Act on the approval's state: wait, run, or report why not."""
+        self.approval_id = view["id"]
+        status = view["status"]
+        if status == "pending":
+            self.waiting = "approval"
+            self._watch_approval()
+        elif status == "approved":
+            self._begin(view["current_policy_version"])
+        elif status in ("denied", "expired"):
+            reason = view.get("reason") or status
+            self.finish(status, {"error": f"the call was {status}: {reason}"})
+        elif status == "running":  # a restart found it running (never started again)
+            self.began = True
+            if view.get("proc_id"):
+                self.proc_id = view["proc_id"]
+                self.waiting = "process"
+                self._watch_process()
+            else:
+                self._unknown(
+                    "the gateway stopped after the call was marked running and before "
+                    "its process was known"
+                )
+        elif status in ("executed", "failed") and view.get("proc_id"):
+            self.proc_id = view["proc_id"]  # it ended while the session was down: its output
+            self._read_logs(0)
+        elif status in ("executed", "failed"):
+            self.finish(status, dict(view.get("result") or {}))
+        else:  # unknown, or missing
+            self.finish("unknown", {"error": _UNKNOWN, "reason": view.get("reason")})
+
+    def _watch_approval(self) -> None:
+        if self.waiting != "approval" or self.finished:
+            return
+        assert self.approval_id is not None
+        self.host.send("approvals", WatchApproval(self.approval_id, self.host.actor_ref))
+        self.host.after(WATCH_S, Later(self._watch_approval))
+
+    def _begin(self, policy_version: int) -> None:
+        assert self.approval_id is not None
+        payload = {"id": self.approval_id, "policy_version": policy_version}
+        self.host.request(
+            "approvals", "approvals.begin", payload, lambda ok, v: self._begun(ok, v, payload)
+        )
+
+    def _begun(self, ok: bool, value: Any, payload: dict[str, Any]) -> None:
+        if not ok:
+            if _never_started(value):
+                self._again(lambda: self._begin(payload["policy_version"]), value)
+            else:  # a crash mid-begin, or already started elsewhere: never run it again
+                self._unknown(f"approvals.begin failed: {value}")
+            return
+        if value["status"] != "running":
+            self.approval(value)  # the policy changed: denied, or pending again
+            return
+        self.began = True
+        self._run()
+
+    def _run(self) -> None:
+        planned = self.planned
+        assert planned is not None
+        if planned.kind != "process":
+            try:
+                result = run_file_tool(planned, self.host.config.limits.tool_output_bytes)
+            except ToolError as err:
+                self.finish("failed", {"error": str(err)})
+                return
+            self.finish("executed", result)
+            return
+        payload = {
+            "argv": planned.arguments["argv"],
+            "cwd": planned.arguments["cwd"],
+            "session": self.host.session_id,
+            "tool_call": self.approval_id,
+        }
+        self.host.request("procs", "procs.start", payload, self._started)
+
+    def _started(self, ok: bool, value: Any) -> None:
+        if not ok:
+            if _never_started(value):
+                self._again(self._run, value)
+            elif isinstance(value, Overloaded):  # too many processes: the call waits its turn
+                self.host.after((value.retry_after_ms or 1000) / 1000, Later(self._run))
+            elif isinstance(value, Internal):
+                self._unknown(f"procs.start failed while starting it: {value}")
+            else:  # refused before anything ran: no such program, no such folder
+                self.finish("failed", {"error": str(value)})
+            return
+        self.proc_id = value["id"]
+        attach = {"id": self.approval_id, "proc_id": self.proc_id}
+        self.host.request("approvals", "approvals.attach", attach, self._attached)
+        self.waiting = "process"
+        self._watch_process()
+
+    def _attached(self, ok: bool, value: Any) -> None:
+        if not ok:  # only a restart of the gateway needs it, to learn how the call ended
+            self.host.log.warning("{}: approvals.attach failed: {}", self.key, value)
+
+    def _watch_process(self) -> None:
+        if self.waiting != "process" or self.finished:
+            return
+        assert self.proc_id is not None
+        self.host.send("procs", WatchProcess(self.proc_id, self.host.actor_ref))
+        self.host.after(WATCH_S, Later(self._watch_process))
+
+    def proc_ended(self, ended: ProcEnded) -> None:
+        if self.waiting != "process":
+            return
+        self.waiting = None
+        if ended.state != "exited":
+            self._unknown(f"its process is {ended.state}")
+            return
+        self._read_logs(0)
+
+    def _read_logs(self, since: int) -> None:
+        payload = {"id": self.proc_id, "since": since, "limit": LOG_PAGE}
+        self.host.request(
+            "procs", "procs.logs", payload, lambda ok, value: self._logs(ok, value, since)
+        )
+
+    def _logs(self, ok: bool, value: Any, since: int) -> None:
+        if not ok:
+            self._again(lambda: self._read_logs(since), value)
+            return
+        self.output += [line["text"] for line in value["lines"]]
+        if value["lines"] and value["next"] < value["last"]:
+            self._read_logs(value["next"])
+            return
+        output, truncated = bound_output(
+            "\n".join(self.output), self.host.config.limits.tool_output_bytes
+        )
+        result: dict[str, Any] = {"exit_code": value["exit_code"], "output": output}
+        if value.get("signal"):
+            result["signal"] = value["signal"]
+        if truncated:
+            result["truncated"] = True
+        self.finish("executed", result)
+
+    # -- endings -----------------------------------------------------------------------------
+
+    def _unknown(self, why: str) -> None:
+        self.finish("unknown", {"error": _UNKNOWN, "reason": why})
+
+    def finish(self, status: str, result: dict[str, Any]) -> None:
+        """Journal the result (the session does), then close the approval if this began it."""
+        if self.finished:
+            return
+        self.finished = True
+        self.waiting = None
+        self.host.tool_finished(self, status, result)
+        if self.began and self.approval_id is not None:
+            outcome = {"executed": "executed", "unknown": "unknown"}.get(status, "failed")
+            compact = {k: v for k, v in result.items() if k not in ("output", "content")}
+            self._close(outcome, compact)
+
+    def _close(self, outcome: str, result: dict[str, Any]) -> None:
+        payload = {"id": self.approval_id, "outcome": outcome, "result": result}
+
+        def closed(ok: bool, value: Any) -> None:
+            if not ok and _never_started(value):
+                self._again(lambda: self._close(outcome, result), value)
+
+        self.host.request("approvals", "approvals.finish", payload, closed)
+
+    def _again(self, step: Callable[[], None], error: Any) -> None:
+        """A request that did not run (its actor is restarting): try again shortly."""
+        if not isinstance(error, TekError) or not (
+            _never_started(error) or isinstance(error, (Unavailable, Internal))
+        ):
+            self.finish("failed", {"error": str(error)})
+            return
+        self.host.after(RETRY_S, Later(step))
+
+
+_UNKNOWN = (
+    "the outcome of this call is unknown: the gateway restarted while it ran. It was not run "
+    "again; check its effects before calling it again."
+)
