@@ -259,3 +259,30 @@ def test_the_apply_timeout_comes_from_the_configuration(
         assert "100 ms" in caught.value.message
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("tool", "path", "words"),
+    [
+        ({"command": ["grep", "{pattern}"]}, "tools.find.command.1", "not a parameter"),
+        ({"command": ["ls"], "cwd": "relative/dir"}, "tools.find.cwd", "absolute"),
+        ({"command": []}, "tools.find.command", "at least 1"),
+        (
+            {"command": ["ls"], "parameters": {"p": {"type": "list"}}},
+            "tools.find.parameters.p.type",
+            "",
+        ),
+    ],
+)
+def test_a_bad_tool_definition_is_refused_with_its_path(
+    start: Callable[..., Gateway], tool: dict[str, Any], path: str, words: str
+) -> None:
+    gateway = start()
+    with gateway.client() as client:
+        with pytest.raises(InvalidValue) as caught:
+            client.call("config.set", {"path": "tools.find", "value": tool})
+        assert caught.value.details["path"] == path and words in caught.value.message
+        with pytest.raises(InvalidValue) as caught:
+            client.call("config.set", {"path": "tools.shell", "value": {"command": ["sh"]}})
+        assert "built-in tool" in caught.value.message
+        assert client.call("config.get", {"path": "tools"})["value"] == {}

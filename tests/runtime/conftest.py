@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tek_actors.errors import NotFound
 from tek_actors.runtime import (
@@ -84,6 +84,12 @@ class PokePayload(WireModel):
     name: str
 
 
+class RelayPayload(WireModel):
+    name: str
+    type: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
 class WaiterActor(PersistentActor[CounterState]):
     """Answers later (defer/after/answer), and tells other actors by name (send)."""
 
@@ -100,6 +106,20 @@ class WaiterActor(PersistentActor[CounterState]):
     @command("waiter.poke", PokePayload)
     def poke(self, payload: PokePayload) -> bool:
         return self.send(payload.name, StatusQuery())
+
+    @command("waiter.relay", RelayPayload)
+    def relay(self, payload: RelayPayload) -> None:
+        """Ask actor `name` (Actor.request); answer {ok, value or error code, started}."""
+        ticket = self.defer()
+
+        def then(ok: bool, value: Any) -> None:
+            if ok:
+                self.answer(ticket, {"ok": True, "value": value})
+                return
+            started = (value.details or {}).get("started")
+            self.answer(ticket, {"ok": False, "code": value.code, "started": started})
+
+        self.request(payload.name, payload.type, payload.payload, then, timeout=5.0)
 
     @command("waiter.get", EmptyPayload)
     def get(self, payload: EmptyPayload) -> dict[str, int]:

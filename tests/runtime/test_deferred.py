@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import msgpack
+import pykka
 
 from tek_actors.errors import Internal
 from tek_actors.runtime import Ticket
@@ -64,3 +65,49 @@ def test_send_reaches_the_current_incarnation_by_name(make_tree: Any) -> None:
     assert tree.ask("waiter", "waiter.poke", {"name": "counter"}) == (True, False)  # restarting
     tree.settle(0.5)
     assert tree.ask("waiter", "waiter.poke", {"name": "counter"}) == (True, True)
+
+
+def test_a_request_to_another_actor_is_answered_on_the_askers_thread(make_tree: Any) -> None:
+    tree = make_tree()
+    relay = {"name": "counter", "type": "counter.add", "payload": {"n": 2}}
+    assert tree.ask("waiter", "waiter.relay", relay) == (True, {"ok": True, "value": {"total": 2}})
+    refused = {"name": "counter", "type": "counter.add", "payload": {"n": 0}}
+    assert tree.ask("waiter", "waiter.relay", refused) == (
+        True,
+        {"ok": False, "code": "not_found", "started": None},  # it ran, and said no
+    )
+
+
+def test_a_request_nobody_takes_up_is_cancelled_and_says_it_never_started(
+    make_tree: Any,
+) -> None:
+    tree = make_tree()
+    nobody = {"name": "nobody", "type": "counter.add", "payload": {"n": 1}}
+    assert tree.ask("waiter", "waiter.relay", nobody) == (
+        True,
+        {"ok": False, "code": "unavailable", "started": False},
+    )
+
+    class Sink(pykka.ThreadingActor):
+        """Takes every message and claims none (an actor that died with them in its inbox)."""
+
+        def on_receive(self, message: Any) -> None:
+            taken.append(message)
+
+    taken: list[Any] = []
+    sink = Sink.start()
+    try:
+        tree.directory._declare("sink", "")
+        tree.directory._up("sink", sink)
+        done, answer = _submit(
+            tree, "waiter", "waiter.relay", {"name": "sink", "type": "counter.add"}
+        )
+        tree.ask("waiter", "waiter.get")  # the relay is out, its claim timer armed
+        assert not done.is_set()
+        tree.clock.advance(5.0)
+        assert done.wait(5)
+        assert answer == [(True, {"ok": False, "code": "unavailable", "started": False})]
+        [ticket] = taken
+        assert not ticket.claim()  # cancelled: it can never start now
+    finally:
+        sink.stop()

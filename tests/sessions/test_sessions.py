@@ -141,3 +141,32 @@ def test_idle_sessions_are_passivated_and_come_back_whole(gateway_with: Start) -
     for session_id in ids:  # started again on demand, from snapshot and journal
         entries = client.call("sessions.get", {"id": session_id})["entries"]
         assert entries[0]["text"] == f"hi {session_id}" and len(entries) == 2
+
+
+def test_a_model_call_lost_with_a_provider_actor_crash_is_sent_again(gateway_with: Start) -> None:
+    clock = FakeClock()
+    with FakeProvider("openai") as server:
+        server.script({"delay_s": 30.0, "text": "lost with the actor"}, {"text": "the answer"})
+        config = {
+            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
+            "models": {"lab": {"provider": "lab", "model": "m"}},
+            "default_model": "lab",
+            "gateway": {"supervision": {"backoff_jitter": 0.0}},
+        }
+        _, client = gateway_with(config, clock=clock)
+        session = client.call("sessions.create", {})["id"]
+        client.hello(topics=["session.message", "session.error", "gateway.actor_restarted"])
+        client.call("sessions.send", {"id": session, "text": "are you there?"})
+        server.wait_for_requests(1)  # the call is out, and will not come back
+        client.call("test.crash", {"actor": "providers"})
+        for _ in range(500):  # the supervisor arms the restart timer before it says so
+            if client.status()["actors"]["providers"]["state"] == "restarting":
+                break
+        else:
+            raise AssertionError("the provider actor was not restarting")
+        clock.advance(0.5)  # the restart's backoff
+        event = client.next_event(10)
+        assert event is not None and event["event"] == "gateway.actor_restarted"
+        clock.advance(5.0)  # the session checks on its call: the new actor never heard of it
+        answer = answer_of(client, session)
+        assert answer["text"] == "the answer" and len(server.wait_for_requests(2)) == 2

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tek_actors import Client, Conflict, InvalidRequest, InvalidValue
+from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
 from tests.sessions.conftest import answer_of
 
@@ -91,3 +92,28 @@ def _next(client: Client, name: str) -> dict[str, Any]:
         assert event is not None, f"no {name}"
         if event["event"] == name:
             return dict(event["data"])
+
+
+def test_the_estimate_is_calibrated_per_model_from_the_reported_usage(
+    gateway_with: Start,
+) -> None:
+    with FakeProvider("openai") as server:
+        config = {
+            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
+            "models": {"lab": {"provider": "lab", "model": "m", "context_window": 100_000}},
+            "default_model": "lab",
+        }
+        _, client = gateway_with(config)
+        session = client.call("sessions.create", {})["id"]
+        client.hello(topics=["session.*"])
+        before = client.call("sessions.plan_switch", {"id": session, "model": "lab"})
+        assert before["calibration"] == 1.0  # nothing reported yet: bytes / 4
+        # This model counts twice what the estimate says: the first call's context is
+        # "hello there" (3 tokens by bytes / 4, plus 4 for the message) and it reports 14.
+        server.script({"text": "hi", "usage": {"input_tokens": 14, "output_tokens": 1}})
+        client.call("sessions.send", {"id": session, "text": "hello there"})
+        assert answer_of(client, session)["usage"]["input_tokens"] == 14
+        lab = client.call("sessions.plan_switch", {"id": session, "model": "lab"})
+        local = client.call("sessions.plan_switch", {"id": session, "model": "local"})
+    assert lab["calibration"] == 2.0 and local["calibration"] == 1.0  # per model
+    assert lab["tokens"] == 2 * local["tokens"]

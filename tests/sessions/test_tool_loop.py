@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tek_actors import Client
+from tek_actors.runtime import FakeClock
 from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
 
@@ -258,3 +259,32 @@ def test_a_switch_waits_for_the_outstanding_tool_call(gateway_with: Start, tmp_p
     assert switched.result(30)["switches"] == 1
     names = [e["event"] for e in events]
     assert names.index("session.tool_result") < names.index("session.message", 1)
+
+
+def test_a_decision_reaches_the_session_across_a_restart_of_the_approval_actor(
+    gateway_with: Start, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    config = {"gateway": {"supervision": {"backoff_jitter": 0.0}}}
+    _, client = gateway_with(config, clock=clock)
+    (tmp_path / "note.txt").write_text("kept")
+    session = client.call("sessions.create", {"cwd": str(tmp_path)})
+    client.hello(topics=["session.*", "approval.*", "gateway.actor_restarted"])
+    client.call(
+        "sessions.send", {"id": session["id"], "text": 'tool: read_file {"path": "note.txt"}'}
+    )
+    asked = _pending_approval(client, session["id"])
+
+    client.call("test.crash", {"actor": "approvals"})  # it forgets who watched the request
+    for _ in range(500):  # the supervisor arms the restart timer before it says so
+        if client.status()["actors"]["approvals"]["state"] == "restarting":
+            break
+    clock.advance(0.5)
+    while (event := client.next_event(10)) is not None:
+        if event["event"] == "gateway.actor_restarted":
+            break
+    client.call("approvals.decide", {"id": asked["id"], "decision": "approve"})
+    clock.advance(5.0)  # the session sends its watch again; the decision is there
+    _events_until_final(client, session["id"])
+    result = json.loads(_entries(client, session["id"])[2]["text"])
+    assert result["content"] == "kept" and result["path"] == str(tmp_path / "note.txt")
