@@ -4,10 +4,12 @@ Pure functions of a session's state: the conversation as provider messages (each
 calls and tool results right after the user message it answers; left-out messages and error
 entries not at all), its size in tokens, and the plan of a switch.
 
-Tokens are estimated (the estimator is pluggable: bytes / 4 by default) and calibrated per model
-alias: every answer records the estimate of the context it was sent and the input tokens the
-provider reported, and the ratio between them (smoothed, within 0.25..4) scales later estimates
-for that alias. A model that counts 1.3 tokens per 4 bytes is soon planned as such.
+Tokens are estimated (the estimator is pluggable: bytes / 4 by default; 4 more per message; the
+tools' definitions count too) and calibrated per model alias: every answer records the estimate
+of what it was sent and the input tokens the provider reported, and the ratio between them
+(smoothed, within 0.25..4) scales later estimates for that alias. A model that counts 1.3
+tokens per 4 bytes is soon planned as such. (The `local` model counts with the estimator
+itself: there is nothing to learn from it.)
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from tek_actors.config import Config
 from tek_actors.errors import InvalidValue
-from tek_actors.providers import Message, ToolCall
+from tek_actors.providers import Message, ToolCall, ToolSpec
 from tek_actors.providers.catalog import context_window
 
 if TYPE_CHECKING:
     from tek_actors.sessions.session import Entry, SessionState
 
-__all__ = ["Estimator", "calibrated", "context", "pairs", "plan", "raw_tokens"]
+__all__ = ["Estimator", "calibrated", "context", "pairs", "plan", "raw_tokens", "tools_tokens"]
 
 Estimator = Callable[[str], int]
 MESSAGE_OVERHEAD = 4  # tokens a provider spends on a message's role and framing
@@ -86,6 +88,11 @@ def raw_tokens(messages: list[Message], estimate: Estimator) -> int:
     return total
 
 
+def tools_tokens(specs: list[ToolSpec], estimate: Estimator) -> int:
+    """What the tools' definitions cost: a provider counts them as input too."""
+    return estimate(json.dumps([s.model_dump(mode="json") for s in specs], sort_keys=True))
+
+
 def calibrated(ratios: dict[str, float], alias: str, observed: float) -> dict[str, float]:
     """`ratios` after an answer from `alias` whose reported input was `observed` times the
     estimate."""
@@ -97,9 +104,14 @@ def calibrated(ratios: dict[str, float], alias: str, observed: float) -> dict[st
 
 
 def plan(
-    state: SessionState, config: Config, target: str | None, estimate: Estimator
+    state: SessionState,
+    config: Config,
+    target: str | None,
+    estimate: Estimator,
+    tools: list[ToolSpec],
 ) -> dict[str, Any]:
-    """What switching to `target` (None: the session's own model) would mean."""
+    """What switching to `target` (None: the session's own model) would mean, with `tools`
+    offered to it (their definitions take room in the window too)."""
     alias = target or state.model or config.default_model
     models = config.models
     if alias not in models:
@@ -110,7 +122,8 @@ def plan(
     window = context_window(models[alias])
     ratio = state.calibration.get(alias, 1.0)
     costs = [(uid, math.ceil(raw_tokens(ms, estimate) * ratio)) for uid, ms in pairs(state)]
-    tokens = sum(t for _, t in costs)
+    fixed = math.ceil(tools_tokens(tools, estimate) * ratio)
+    tokens = fixed + sum(t for _, t in costs)
     drop, left = [], tokens
     for uid, cost in costs[:-1]:  # the newest message always stays
         if left <= window:
@@ -125,6 +138,11 @@ def plan(
         "calibration": ratio,
         "options": [
             {"mode": "carry_over", "drop": drop, "tokens_after": left, "fits": left <= window},
-            {"mode": "fresh", "drop": [uid for uid, _ in costs], "tokens_after": 0, "fits": True},
+            {
+                "mode": "fresh",
+                "drop": [uid for uid, _ in costs],
+                "tokens_after": fixed,
+                "fits": fixed <= window,
+            },
         ],
     }

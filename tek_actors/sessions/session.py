@@ -223,7 +223,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
             else:
                 update["queue"] = [m for m in state.queue if m != entry.turn]
             estimate, usage = data.get("estimate"), entry.usage or {}
-            if estimate and usage.get("input_tokens") and entry.model:
+            if estimate and usage.get("input_tokens") and entry.model and not entry.local:
                 observed = usage["input_tokens"] / estimate
                 update["calibration"] = context.calibrated(state.calibration, entry.model, observed)
             return state.model_copy(update=update)
@@ -302,7 +302,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self._settle_waiting()
 
     def _plan(self, target: str | None) -> dict[str, Any]:
-        return context.plan(self.state, self.config, target, self.estimate)
+        return context.plan(self.state, self.config, target, self.estimate, tool_specs(self.config))
 
     def _settle_waiting(self) -> None:
         """Switches wait until no turn runs (tool calls included): a model never changes
@@ -374,9 +374,12 @@ class ModelSessionActor(PersistentActor[SessionState]):
             )
         assert self.turn is not None
         messages = context.context(self.state, self.turn)
-        self.call_estimate = context.raw_tokens(messages, self.estimate)
+        tools = tool_specs(self.config)
+        self.call_estimate = context.raw_tokens(messages, self.estimate) + context.tools_tokens(
+            tools, self.estimate
+        )
         call_id = f"{self.turn}/{uuid.uuid4().hex[:8]}"
-        request = ModelRequest(messages=messages, tools=tool_specs(self.config))
+        request = ModelRequest(messages=messages, tools=tools)
         self.call = Complete(call_id, self.state.model, request, self.actor_ref)
         self._send_call(self.call)
 

@@ -97,16 +97,20 @@ class CallRun:
     # -- the steps, in order -----------------------------------------------------------------
 
     def start(self, *, recovering: bool) -> None:
-        try:
-            self.planned = plan_call(self.call, self.host.config, self.host.workdir)
-        except ToolError as err:
-            self.finish("error", {"error": str(err)})
-            return
-        if recovering:
+        if recovering:  # what the approvals know comes first: the call may be under way
             query = {"session": self.host.session_id, "tool_call": self.key}
             self.host.request("approvals", "approvals.list", query, self._looked_up)
         else:
             self._request()
+
+    def _plan(self) -> PlannedCall | None:
+        """The call's plan (made once); None, with the call answered, if it cannot run."""
+        if self.planned is None:
+            try:
+                self.planned = plan_call(self.call, self.host.config, self.host.workdir)
+            except ToolError as err:
+                self.finish("error", {"error": str(err)})
+        return self.planned
 
     def _looked_up(self, ok: bool, value: Any) -> None:
         if not ok:
@@ -119,12 +123,14 @@ class CallRun:
             self._request()
 
     def _request(self) -> None:
-        assert self.planned is not None
+        planned = self._plan()
+        if planned is None:
+            return
         payload = {
             "session": self.host.session_id,
             "tool_call": self.key,
-            "tool": self.planned.tool,
-            "arguments": self.planned.arguments,
+            "tool": planned.tool,
+            "arguments": planned.arguments,
         }
         self.host.request("approvals", "approvals.request", payload, self._requested)
 
@@ -142,7 +148,8 @@ class CallRun:
             self.waiting = "approval"
             self._watch_approval()
         elif status == "approved":
-            self._begin(view["current_policy_version"])
+            if self._plan() is not None:  # (after a restart, the config may have changed)
+                self._begin(view["current_policy_version"])
         elif status in ("denied", "expired"):
             reason = view.get("reason") or status
             self.finish(status, {"error": f"the call was {status}: {reason}"})
@@ -194,7 +201,7 @@ class CallRun:
 
     def _run(self) -> None:
         planned = self.planned
-        assert planned is not None
+        assert planned is not None  # planned before it began
         if planned.kind != "process":
             try:
                 result = run_file_tool(planned, self.host.config.limits.tool_output_bytes)
