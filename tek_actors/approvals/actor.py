@@ -227,7 +227,10 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 f"{item.id} is already {item.status}; it cannot be decided again",
                 details={"id": item.id, "status": item.status},
             )
-        reason = payload.reason or f"{payload.decision}d by a person"
+        reason = (
+            payload.reason
+            or f"{'approved' if payload.decision == 'approve' else 'denied'} by a person"
+        )
         event = self._decided(item.id, payload.decision == "approve", "person", reason)
         if not payload.remember:
             return self.persist(event, result=lambda s: self._view(s.items[item.id]))

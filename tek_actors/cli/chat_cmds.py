@@ -1,29 +1,44 @@
-"""`tek chat` and `tek sessions list|show`.
+"""`tek chat` and `tek sessions list|show|switch|undo`.
 
-`tek chat` talks to one session: it starts the gateway if none runs, sends each line you type
-(durably: the client's outbox keeps it until the gateway has it), prints the answer as it
-streams, and says which model answered. Across a gateway restart it reconnects and resyncs; an
-answer whose streamed text was cut by the restart is printed whole from its journaled message,
-never twice.
+`tek chat` talks to one session: it starts the gateway if none runs, creates a session whose
+tools work in the current folder (or continues one), sends each line you type (durably: the
+client's outbox keeps it until the gateway has it), and follows the turn it starts to its end
+(`_chat_turns.TurnFollower`): streamed text, the model's tool calls and their results one line
+each, an inline prompt for every call that waits for a person, and which model answered. Across
+a gateway restart it reconnects and resyncs; nothing is shown twice or lost.
+
+Slash commands: /approve [ID...] and /deny [ID...] (no ID: every pending call of the session),
+then the rest of the turn; /approvals; /model, /plan, /undo; /sessions; /quit.
 """
 
 from __future__ import annotations
 
-import sys
+import os
 import time
-from typing import Any
 
 import click
 from rich.table import Table
 
+from tek_actors.cli._chat_turns import TurnFollower
 from tek_actors.cli._output import Output, fail, gateway_client
+from tek_actors.cli._transcript import transcript, what_runs
 from tek_actors.cli.gateway_cmds import start as start_gateway
 from tek_actors.client import Client
 from tek_actors.errors import TekError
 
 __all__ = ["chat", "sessions"]
 
-HELP = "commands: /model ALIAS [carry_over|fresh], /plan ALIAS, /undo, /sessions, /quit"
+HELP = (
+    "commands: /approvals, /approve [ID], /deny [ID], /model ALIAS [carry_over|fresh], "
+    "/plan ALIAS, /undo, /sessions, /quit"
+)
+TOPICS = [
+    "session.delta",
+    "session.message",
+    "session.error",
+    "session.tool_result",
+    "approval.*",
+]
 
 
 @click.command()
@@ -31,7 +46,8 @@ HELP = "commands: /model ALIAS [carry_over|fresh], /plan ALIAS, /undo, /sessions
 @click.option("--model", default=None, help="Model alias for a new session.")
 @click.pass_context
 def chat(ctx: click.Context, session_id: str | None, model: str | None) -> None:
-    """Talk with a model. Starts the gateway if none runs."""
+    """Talk with a model; its tools work in the current folder. Starts the gateway if none
+    runs."""
     out: Output = ctx.obj
     if out.endpoint is None and out.home.read_connection() is None:
         ctx.invoke(start_gateway, timeout=60.0, endpoint=None)
@@ -40,23 +56,29 @@ def chat(ctx: click.Context, session_id: str | None, model: str | None) -> None:
         client = Client(out.endpoint, home=out.home, token=out.token, outbox=outbox, timeout=60)
     except TekError as exc:
         fail(out, exc)
+    resuming = session_id is not None
     try:
         if session_id is None:
-            session_id = client.call("sessions.create", {"model": model})["id"]
+            created = client.call("sessions.create", {"model": model, "cwd": os.getcwd()})
+            session_id = str(created["id"])
             click.echo(f"new session {session_id}; {HELP}")
-        else:
+        # Subscribed before the session is read: whatever happens after the read is an event.
+        client.hello(since_seq=client.ping()["head_seq"], topics=TOPICS)
+        follower = TurnFollower(client, session_id)
+        if resuming:
             got = client.call("sessions.get", {"id": session_id})
             click.echo(f"session {session_id}: {got['count']} entries; {HELP}")
-        head = client.ping()["head_seq"]
-        client.hello(since_seq=head, topics=["session.delta", "session.message", "session.error"])
-        _converse(client, session_id)
+            follower.resume()
+            _follow(follower)
+        _converse(client, follower)
     except TekError as exc:
         fail(out, exc)
     finally:
         client.close()
 
 
-def _converse(client: Client, session_id: str) -> None:
+def _converse(client: Client, follower: TurnFollower) -> None:
+    session_id = follower.session_id
     while True:
         try:
             text = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
@@ -64,23 +86,75 @@ def _converse(client: Client, session_id: str) -> None:
             click.echo()
             return
         text = text.strip()
-        if not text:
-            continue
         if text in ("/quit", "/exit"):
             return
-        if text == "/sessions":
+        follower.drain()  # what happened while the person was typing
+        if not text:
+            continue
+        words = text.split()
+        if words[0] == "/sessions":
             for item in client.call("sessions.list")["items"]:
                 mark = "*" if item["id"] == session_id else " "
                 click.echo(f"{mark} {item['id']}  {item['title'] or '(untitled)'}")
-            continue
-        if text.startswith(("/model", "/plan", "/undo")):
-            _switching(client, session_id, text.split())
-            continue
-        if text.startswith("/"):
-            click.echo(f"unknown command {text.split()[0]}; {HELP}")
-            continue
-        sent = client.call("sessions.send", {"id": session_id, "text": text})
-        _print_answer(client, session_id, sent["message_id"])
+        elif words[0] in ("/model", "/undo") and follower.open:
+            # a switch waits for the turns to end: here it would hang until one does
+            click.echo(
+                "a turn is still open and a switch waits for it to end; /approvals", err=True
+            )
+        elif words[0] in ("/model", "/plan", "/undo"):
+            _switching(client, session_id, words)
+        elif words[0] == "/approvals":
+            pending = follower.pending()
+            for item in pending:
+                click.echo(
+                    f"{item['id']}  " + "  ".join(what_runs(item["tool"], item["arguments"]))
+                )
+            if not pending:
+                click.echo("no tool call of this session waits for a decision")
+        elif words[0] in ("/approve", "/deny"):
+            _deciding(follower, "approve" if words[0] == "/approve" else "deny", words[1:])
+        elif text.startswith("/"):
+            click.echo(f"unknown command {words[0]}; {HELP}")
+        else:
+            sent = client.call("sessions.send", {"id": session_id, "text": text})
+            follower.open.append(sent["message_id"])
+            _follow(follower)
+
+
+def _deciding(follower: TurnFollower, decision: str, ids: list[str]) -> None:
+    """/approve and /deny: the given approvals, or every pending one of the session; then the
+    rest of the session's open turn, if it has one."""
+    if not ids:
+        ids = [item["id"] for item in follower.pending()]
+        if not ids:
+            click.echo("no tool call of this session waits for a decision")
+    for approval_id in ids:
+        follower.decide(approval_id, decision)
+    follower.adopt_open_turns()
+    _follow(follower)
+
+
+def _follow(follower: TurnFollower) -> None:
+    """Follow the open turns, unless they wait for a call the person left for later; Ctrl-C
+    goes back to the prompt (the turn goes on in the gateway)."""
+    if _say_waiting(follower):
+        return
+    try:
+        follower.follow()
+    except KeyboardInterrupt:
+        click.echo("\n(the turn goes on; what it does is shown after your next line)", err=True)
+    _say_waiting(follower)
+
+
+def _say_waiting(follower: TurnFollower) -> bool:
+    waiting = follower.waiting_for_person()
+    if waiting and follower.open:
+        click.echo(
+            f"(the session waits for your decision on {', '.join(waiting)}: "
+            "/approve or /deny, /approvals)",
+            err=True,
+        )
+    return bool(waiting)
 
 
 def _switching(client: Client, session_id: str, words: list[str]) -> None:
@@ -118,41 +192,6 @@ def _switching(client: Client, session_id: str, words: list[str]) -> None:
         click.echo(f"{exc.code}: {exc.message}", err=True)
 
 
-def _print_answer(client: Client, session_id: str, turn: str) -> None:
-    """Stream the answer to `turn`; the journaled message decides what was really said."""
-    shown = ""
-    for event in client.events(timeout=None):
-        data = event.get("data") or {}
-        if data.get("session") != session_id or data.get("turn") != turn:
-            continue
-        if event["event"] == "session.delta":
-            shown += data["text"]
-            sys.stdout.write(data["text"])
-            sys.stdout.flush()
-            continue
-        final = data.get("text", "")
-        if event["event"] == "session.message" and final.startswith(shown):
-            sys.stdout.write(final[len(shown) :])  # what the stream did not bring
-        elif shown:
-            sys.stdout.write("\n" + final)  # the stream was cut by a restart: the whole answer
-        else:
-            sys.stdout.write(final)
-        sys.stdout.write("\n")
-        click.echo(_label(event["event"], data), err=True)
-        return
-
-
-def _label(kind: str, data: dict[str, Any]) -> str:
-    if kind == "session.error":
-        return f"[no answer: {data.get('error', {}).get('code')}]"
-    parts = [f"[{data.get('model')}"]
-    if data.get("fallback_from"):
-        parts.append(f" (fallback after {', '.join(data['fallback_from'])})")
-    if data.get("incomplete"):
-        parts.append(", incomplete")
-    return "".join(parts) + "]"
-
-
 @click.group()
 def sessions() -> None:
     """Stored conversations."""
@@ -183,15 +222,14 @@ def list_(out: Output) -> None:
 @click.argument("session_id", metavar="ID")
 @click.pass_obj
 def show(out: Output, session_id: str) -> None:
-    """A session's conversation."""
+    """A session's conversation, one line per message, tool call and tool result."""
     with gateway_client(out) as client:
         result = client.call("sessions.get", {"id": session_id})
     if out.json:
         out.emit(result)
         return
-    for entry in result["entries"]:
-        who = entry["role"] if entry["role"] != "assistant" else entry.get("model") or "model"
-        click.echo(f"{who}> {entry['text']}")
+    for line in transcript(result["entries"]):
+        click.echo(line)
 
 
 @sessions.command()

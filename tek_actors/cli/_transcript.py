@@ -1,0 +1,127 @@
+"""Tool calls, their approvals and their results, each in one line a person reads.
+
+Shared by `tek chat` (as a turn happens) and `tek sessions show` (afterwards: `who> line`, each
+user message followed by its turn), so both read the same. A call is shown as the model asked
+for it (`→ shell: ls -la`); an approval as what will really run (the resolved argv and folder,
+the absolute path); a result by its status, the exit code or error, and the first line of its
+output (`← shell executed, exit 0: total 8 (+3 lines)`). The model's arguments may be anything:
+what does not have the expected shape is shown as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+__all__ = ["call_line", "result_line", "transcript", "what_runs"]
+
+LINE_MAX = 160  # a whole line (a call, a folder)
+FIRST_LINE_MAX = 100  # the first line of a result's output or error
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line of `text`, cut short, and how many lines were left out."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    more = f" (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+    return _cut(lines[0].strip(), FIRST_LINE_MAX) + more
+
+
+def _describe(tool: str, arguments: Any) -> str:
+    """`tool` with `arguments`, readable when they have the shape the tool expects."""
+    args = arguments if isinstance(arguments, dict) else {}
+    argv = args.get("argv")
+    path = args.get("path")
+    if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+        return f"{tool}: {shlex.join(argv)}"
+    if tool == "read_file" and isinstance(path, str):
+        offset = args.get("offset")
+        return f"read_file {path}" + (f" from byte {offset}" if offset else "")
+    if tool == "write_file" and isinstance(path, str) and isinstance(args.get("content"), str):
+        size = len(args["content"].encode())
+        return f"write_file {path}: {size} bytes" + (", appended" if args.get("append") else "")
+    return f"{tool} {json.dumps(arguments, ensure_ascii=False)}"
+
+
+def call_line(call: dict[str, Any]) -> str:
+    """One call of an assistant message, as the model asked for it: `→ shell: ls -la`."""
+    arguments = call.get("arguments")
+    line = "→ " + _describe(str(call.get("name")), arguments)
+    cwd = arguments.get("cwd") if isinstance(arguments, dict) else None
+    if isinstance(cwd, str) and cwd:
+        line += f" (in {cwd})"
+    return _cut(line, LINE_MAX)
+
+
+def what_runs(tool: str, arguments: dict[str, Any]) -> list[str]:
+    """An approval's resolved call, as the lines shown before asking: the command (or file),
+    then the folder it runs in, if any."""
+    lines = [_cut(_describe(tool, arguments), LINE_MAX)]
+    if isinstance(arguments.get("cwd"), str):
+        lines.append(_cut(f"in {arguments['cwd']}", LINE_MAX))
+    return lines
+
+
+def result_line(name: str, status: str, text: str) -> str:
+    """A tool result (`text` is the JSON the model sees): `← shell executed, exit 0: hi`."""
+    try:
+        result = json.loads(text)
+    except ValueError:
+        result = {"output": text}
+    if not isinstance(result, dict):
+        result = {"output": text}
+    line = f"← {name} {status}"
+    if result.get("exit_code") is not None:
+        line += f", exit {result['exit_code']}"
+    if result.get("signal"):
+        line += f", signal {result['signal']}"
+    if isinstance(result.get("error"), str):
+        detail = _first_line(result["error"])
+    elif isinstance(result.get("output"), str):
+        detail = _first_line(result["output"])
+    elif isinstance(result.get("bytes"), int):  # write_file
+        verb = "appended" if result.get("append") else "wrote"
+        detail = f"{verb} {result['bytes']} bytes to {result.get('path')}"
+    elif isinstance(result.get("content"), str):  # read_file
+        size = len(result["content"].encode())
+        more = ", more after it" if result.get("truncated") else ""
+        detail = f"{result.get('path')} ({size} of {result.get('size')} bytes{more})"
+    else:
+        detail = ""
+    return _cut(line + (f": {detail}" if detail else ""), LINE_MAX + FIRST_LINE_MAX)
+
+
+def transcript(entries: list[dict[str, Any]]) -> list[str]:
+    """A session's entries (sessions.get) as `who> line` lines: each user message followed by
+    its turn (answers, tool calls, results, errors), as the model sees the conversation, even
+    where a message sent during a turn was journaled in the middle of it."""
+    users = {e["id"] for e in entries if e["role"] == "user"}
+    turns: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry["role"] != "user" and entry.get("turn") in users:
+            turns.setdefault(entry["turn"], []).append(entry)
+    lines: list[str] = []
+    for entry in entries:
+        if entry["role"] == "user":
+            lines.append(f"user> {entry['text']}")
+            for answer in turns.get(entry["id"], []):
+                lines += _entry_lines(answer)
+        elif entry.get("turn") not in users:
+            lines += _entry_lines(entry)
+    return lines
+
+
+def _entry_lines(entry: dict[str, Any]) -> list[str]:
+    if entry["role"] == "tool":
+        line = result_line(str(entry.get("name")), str(entry.get("status")), entry["text"])
+        return [f"tool> {line}"]
+    who = (entry.get("model") or "model") if entry["role"] == "assistant" else entry["role"]
+    calls = entry.get("tool_calls") or []
+    lines = [f"{who}> {entry['text']}"] if entry["text"] or not calls else []
+    return lines + [f"{who}> {call_line(call)}" for call in calls]
