@@ -120,3 +120,20 @@ def test_the_estimate_is_calibrated_per_model_from_the_reported_usage(
         local = client.call("sessions.plan_switch", {"id": session, "model": "local"})
     assert lab["calibration"] == 2.0 and local["calibration"] == 1.0  # per model
     assert lab["tokens"] == 2 * local["tokens"]
+
+
+def test_the_token_estimator_is_pluggable(gateway_with: Start) -> None:
+    counted: list[str] = []
+
+    def nothing_but_framing(text: str) -> int:
+        counted.append(text)
+        return 0
+
+    _, client = gateway_with(token_estimator=nothing_but_framing)
+    session = client.call("sessions.create", {})["id"]
+    client.hello(topics=["session.*"])
+    client.call("sessions.send", {"id": session, "text": "hello there"})
+    answer_of(client, session)
+    plan = client.call("sessions.plan_switch", {"id": session, "model": "local"})
+    assert plan["tokens"] == 2 * 4  # two messages, 4 tokens of framing each, text free
+    assert "hello there" in counted
