@@ -66,6 +66,23 @@ class RawClient:
     def close(self) -> None:
         self.sock.close(0)
 
+    def request(self, type_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request and its result, skipping any event that arrives first; a gateway that
+        is still starting (`unavailable`) is asked again after the delay it gives."""
+        self.next_id += 1
+        frame = {"v": 1, "id": self.next_id, "type": type_name, "payload": payload}
+        self.sock.send(msgpack.packb(frame, use_bin_type=True))
+        while True:
+            message = msgpack.unpackb(self.sock.recv(), raw=False)
+            if "event" in message:
+                continue  # nothing is waited for yet, or it predates this request
+            if not message.get("ok") and message["error"]["code"] == "unavailable":
+                time.sleep(message["error"].get("retry_after_ms", 100) / 1000)
+                return self.request(type_name, payload)
+            if not message.get("ok"):
+                raise RuntimeError(f"{type_name} failed: {message}")
+            return dict(message["result"])
+
     def _send_ping(self) -> int:
         self.next_id += 1
         frame = msgpack.packb(

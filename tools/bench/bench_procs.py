@@ -36,18 +36,6 @@ from bench_ping import (  # a sibling script, not a package
 
 
 class Subscriber(RawClient):
-    def request(self, type_name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        frame = {"v": 1, "id": self.next_id, "type": type_name, "payload": payload}
-        self.sock.send(msgpack.packb(frame, use_bin_type=True))
-        while True:
-            message = msgpack.unpackb(self.sock.recv(), raw=False)
-            if "event" in message:
-                continue  # nothing is subscribed yet, or it predates this run
-            if not message.get("ok"):
-                raise RuntimeError(f"{type_name} failed: {message}")
-            return dict(message["result"])
-
     def run_printer(self, n: int) -> dict[str, Any]:
         script = f"import sys\nw = sys.stdout.write\nfor i in range(1, {n + 1}): w(f'{{i}}\\n')\n"
         started = self.request("procs.start", {"argv": [sys.executable, "-c", script]})

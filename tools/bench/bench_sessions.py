@@ -25,7 +25,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import msgpack
 
@@ -41,21 +40,6 @@ from bench_ping import (  # a sibling script, not a package
 
 
 class Talker(RawClient):
-    def request(self, type_name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        self.next_id += 1
-        frame = {"v": 1, "id": self.next_id, "type": type_name, "payload": payload}
-        self.sock.send(msgpack.packb(frame, use_bin_type=True))
-        while True:
-            message = msgpack.unpackb(self.sock.recv(), raw=False)
-            if "event" in message:
-                continue  # an answer to an earlier turn's events is never pending here
-            if not message.get("ok") and message["error"]["code"] == "unavailable":
-                time.sleep(message["error"].get("retry_after_ms", 100) / 1000)  # still starting
-                return self.request(type_name, payload)
-            if not message.get("ok"):
-                raise RuntimeError(f"{type_name} failed: {message}")
-            return dict(message["result"])
-
     def turn(self, session_id: str, text: str) -> float:
         """Seconds from the send to the turn's final answer."""
         t0 = time.perf_counter()
