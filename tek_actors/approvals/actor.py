@@ -134,6 +134,12 @@ def _call_key(session: str, tool_call: str) -> str:
     return f"{session}\x00{tool_call}"
 
 
+def _change(event_type: str, item: Approval, **fields: Any) -> NewEvent:
+    """A transition of `item`: its id and session (so a client can follow one session's calls
+    from the events alone) and what changed."""
+    return NewEvent(event_type, {"id": item.id, "session": item.session, **fields})
+
+
 class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
     domain = "approvals"
     state_model = ApprovalsState
@@ -214,10 +220,15 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             "requested_at": now,
             "expires_at": now + self.policy.expire_after_s if action == "ask" else None,
         }
-        events = [NewEvent("approval.requested", item)]
-        if action != "ask":
-            events.append(self._decided(item_id, action == "auto", "policy", why))
-        return self.persist(*events, result=lambda s: self._view(s.items[item_id]))  # type: ignore[no-any-return]
+        if action != "ask":  # decided at once: one event says so (nobody is asked in vain)
+            item |= {
+                "status": "approved" if action == "auto" else "denied",
+                "decided_by": "policy",
+                "reason": why,
+                "decided_at": now,
+            }
+        event = NewEvent("approval.requested", item)
+        return self.persist(event, result=lambda s: self._view(s.items[item_id]))  # type: ignore[no-any-return]
 
     @command("approvals.decide", DecidePayload)
     def decide(self, payload: DecidePayload) -> Any:
@@ -231,7 +242,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             payload.reason
             or f"{'approved' if payload.decision == 'approve' else 'denied'} by a person"
         )
-        event = self._decided(item.id, payload.decision == "approve", "person", reason)
+        event = self._decided(item, payload.decision == "approve", "person", reason)
         if not payload.remember:
             return self.persist(event, result=lambda s: self._view(s.items[item.id]))
         ticket = self.defer()
@@ -265,7 +276,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         ):
             action, why = evaluate(self.policy, item.tool, item.arguments)
             if action == "deny":
-                events.append(self._decided(item.id, False, "policy", f"the policy changed: {why}"))
+                events.append(self._decided(item, False, "policy", f"the policy changed: {why}"))
             elif action == "ask" and item.decided_by == "policy":
                 now = self.ctx.clock.time()
                 events.append(
@@ -283,9 +294,8 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 )
         if events:
             return self.persist(*events, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
-        running = NewEvent(
-            "approval.running",
-            {"id": item.id, "status": "running", "started_at": self.ctx.clock.time()},
+        running = _change(
+            "approval.running", item, status="running", started_at=self.ctx.clock.time()
         )
         return self.persist(running, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
 
@@ -295,7 +305,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         item = self._item(payload.id)
         if item.status != "running":
             raise Conflict(f"{item.id} is {item.status}, not running", details={"id": item.id})
-        event = NewEvent("approval.attached", {"id": item.id, "proc_id": payload.proc_id})
+        event = _change("approval.attached", item, proc_id=payload.proc_id)
         return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
 
     @command("approvals.finish", FinishPayload)
@@ -306,14 +316,12 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 f"{item.id} is {item.status}, not running",
                 details={"id": item.id, "status": item.status},
             )
-        event = NewEvent(
+        event = _change(
             f"approval.{payload.outcome}",
-            {
-                "id": item.id,
-                "status": payload.outcome,
-                "finished_at": self.ctx.clock.time(),
-                "result": payload.result,
-            },
+            item,
+            status=payload.outcome,
+            finished_at=self.ctx.clock.time(),
+            result=payload.result,
         )
         return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
 
@@ -380,14 +388,12 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
     def _sweep(self) -> None:
         now = self.ctx.clock.time()
         expired = [
-            NewEvent(
+            _change(
                 "approval.expired",
-                {
-                    "id": i.id,
-                    "status": "expired",
-                    "decided_at": now,
-                    "reason": "nobody decided in time",
-                },
+                i,
+                status="expired",
+                decided_at=now,
+                reason="nobody decided in time",
             )
             for i in self.state.items.values()
             if i.status == "pending" and i.expires_at is not None and i.expires_at <= now
@@ -399,15 +405,13 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         """Calls that were running when the gateway went down: never started again."""
         running = [i for i in self.state.items.values() if i.status == "running"]
         unknown = [
-            NewEvent(
+            _change(
                 "approval.unknown",
-                {
-                    "id": i.id,
-                    "status": "unknown",
-                    "finished_at": self.ctx.clock.time(),
-                    "reason": "the gateway stopped after the call was marked running and before "
-                    "its process was known: whether it ran is unknown, so it is never re-run",
-                },
+                i,
+                status="unknown",
+                finished_at=self.ctx.clock.time(),
+                reason="the gateway stopped after the call was marked running and before its "
+                "process was known: whether it ran is unknown, so it is never re-run",
             )
             for i in running
             if i.proc_id is None
@@ -428,40 +432,34 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             if ended.state == "exited":
                 result = {"exit_code": ended.exit_code, "signal": ended.signal, "recovered": True}
                 self.persist(
-                    NewEvent(
+                    _change(
                         "approval.executed",
-                        {
-                            "id": item.id,
-                            "status": "executed",
-                            "finished_at": self.ctx.clock.time(),
-                            "result": result,
-                        },
+                        item,
+                        status="executed",
+                        finished_at=self.ctx.clock.time(),
+                        result=result,
                     )
                 )
             else:
                 self.persist(
-                    NewEvent(
+                    _change(
                         "approval.unknown",
-                        {
-                            "id": item.id,
-                            "status": "unknown",
-                            "finished_at": self.ctx.clock.time(),
-                            "reason": f"its process is {ended.state}: the outcome is unknown",
-                        },
+                        item,
+                        status="unknown",
+                        finished_at=self.ctx.clock.time(),
+                        reason=f"its process is {ended.state}: the outcome is unknown",
                     )
                 )
 
-    def _decided(self, item_id: str, approve: bool, by: str, reason: str) -> NewEvent:
-        return NewEvent(
+    def _decided(self, item: Approval, approve: bool, by: str, reason: str) -> NewEvent:
+        return _change(
             "approval.decided",
-            {
-                "id": item_id,
-                "status": "approved" if approve else "denied",
-                "decided_by": by,
-                "reason": reason,
-                "decided_at": self.ctx.clock.time(),
-                "policy_version": self.state.policy_version,
-            },
+            item,
+            status="approved" if approve else "denied",
+            decided_by=by,
+            reason=reason,
+            decided_at=self.ctx.clock.time(),
+            policy_version=self.state.policy_version,
         )
 
     def _item(self, item_id: str) -> Approval:

@@ -159,3 +159,31 @@ def test_bad_input_is_refused(gateway_with: Start) -> None:
     with pytest.raises(InvalidRequest):
         client.call("approvals.decide", {"id": "a-1", "decision": "maybe"})
     assert client.call("approvals.list")["items"] == []
+
+
+def test_every_event_names_the_session_and_a_policy_decision_is_one_event(
+    gateway_with: Start,
+) -> None:
+    gateway, client = gateway_with({"approvals": {"tools": {"read_file": "auto"}}})
+    watcher = gateway.client()
+    try:
+        watcher.hello(topics=["approval.*"])
+        auto = {
+            "session": "s9",
+            "tool_call": "r1",
+            "tool": "read_file",
+            "arguments": {"path": "/x"},
+        }
+        client.call("approvals.request", auto)
+        asked = ask(client, "c1", ["ls"], session="s9")
+        client.call("approvals.decide", {"id": asked["id"], "decision": "deny"})
+        events = [watcher.next_event(5) for _ in range(3)]
+        assert [(e["event"], e["data"]["status"]) for e in events if e] == [
+            ("approval.requested", "approved"),  # decided by the policy: nobody is asked
+            ("approval.requested", "pending"),
+            ("approval.decided", "denied"),
+        ]
+        assert all(e and e["data"]["session"] == "s9" for e in events)
+        assert events[2] and events[2]["data"]["reason"] == "denied by a person"
+    finally:
+        watcher.close()
