@@ -52,6 +52,7 @@ from tek_actors.runtime import (
     SyncStateQuery,
 )
 from tek_actors.sessions import SessionManager
+from tek_actors.sessions.manager import CrashSession
 from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly, write_atomic
 from tek_actors.transport import Frontend, FrontendSettings
 
@@ -373,6 +374,14 @@ class Gateway:
     def inject_fault(self, actor: str, fail_starts: int) -> bool | None:
         if not self.test_hooks or self._supervisor is None:
             return None
+        if actor.startswith("session-"):  # not the supervisor's: the SessionManager's child
+            manager = self._directory.lookup("sessions")
+            if manager is None:
+                return False
+            try:
+                return bool(manager.ask(CrashSession(actor.removeprefix("session-")), timeout=5))
+            except (pykka.ActorDeadError, pykka.Timeout):
+                return False
         return self._supervisor.inject_fault(actor, fail_starts=fail_starts)
 
     def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:

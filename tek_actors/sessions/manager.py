@@ -7,8 +7,10 @@ idle longer than `limits.session_idle_s` is passivated (it snapshots and stops),
 `limits.sessions_live` the least recently used idle one is. Ten thousand stored sessions cost
 ten thousand rows of state here and no threads.
 
-A session actor that crashes is started again by the next request for it (it rehydrates); the
-journal fences off its older incarnation first, as the supervisor does for its children.
+A session actor that crashes is started again (it rehydrates) by the next request for it, or,
+if it has unanswered messages, after a backoff (0.5 s, doubling to 60 s while it keeps crashing):
+a turn a bug cut short carries on without anyone asking. The journal fences off its older
+incarnation first, as the supervisor does for its children.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pydantic import BaseModel, Field, StrictStr, ValidationError
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import InvalidValue, NotFound, TekError
-from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
+from tek_actors.runtime import ActorContext, Fault, PersistentActor, Ticket, command
 from tek_actors.runtime.actor import tell_quietly
 from tek_actors.sessions.messages import Passivate, Passivated, SessionExited
 from tek_actors.sessions.session import OPEN_MARK, ModelSessionActor, open_mark
@@ -46,6 +48,8 @@ FORWARDED = frozenset(
     }
 )
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+FIRST_RESUME_S = 0.5
+MAX_RESUME_S = 60.0
 Title = Annotated[StrictStr, Field(max_length=200)]
 
 
@@ -80,6 +84,18 @@ class _Tick:
     __slots__ = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CrashSession:
+    """Test hook (`test.crash` with actor `session-<id>`): crash that session's live actor."""
+
+    session_id: str
+
+
 @dataclass
 class _Live:
     ref: pykka.ActorRef[Any]
@@ -96,6 +112,7 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         self.config = Config()
         self.live: OrderedDict[str, _Live] = OrderedDict()  # least recently used first
         self.incarnations: dict[str, int] = {}
+        self.crashes: dict[str, int] = {}  # crashes in a row, per session (for the backoff)
 
     def apply(self, state: SessionsState, event: NewEvent) -> SessionsState:
         data = event.data
@@ -289,8 +306,27 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         except (pykka.ActorDeadError, pykka.Timeout):
             pass
         self.publish("session.passivated", {"session": session_id})
-        if open_mark(session_id) in self.ctx.journal.marks(open_mark(session_id)):
+        self.crashes.pop(session_id, None)  # it went quiet: a later crash starts the backoff over
+        if self._has_open_turns(session_id):
             self._live_ref(session_id)  # one of those requests was a message: answer it
+
+    def _crashed_session(self, session_id: str, error: str) -> None:
+        crashes = self.crashes[session_id] = self.crashes.get(session_id, 0) + 1
+        if not self._has_open_turns(session_id):
+            self.log.error("session {} crashed: {}", session_id, error)
+            return
+        delay = min(MAX_RESUME_S, FIRST_RESUME_S * 2 ** (crashes - 1))
+        self.log.error(
+            "session {} crashed with messages unanswered ({}); resuming it in {:.1f} s",
+            session_id,
+            error,
+            delay,
+        )
+        self.after(delay, _Resume(session_id))
+
+    def _has_open_turns(self, session_id: str) -> bool:
+        mark = open_mark(session_id)
+        return session_id in self.state.sessions and mark in self.ctx.journal.marks(mark)
 
     def _bound(self) -> None:
         """Past `limits.sessions_live`, ask the least recently used to passivate."""
@@ -318,6 +354,15 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
             if current is not None and current.incarnation == message.incarnation:
                 del self.live[message.session_id]
             if message.error:
-                self.log.error("session {} crashed: {}", message.session_id, message.error)
+                self._crashed_session(message.session_id, message.error)
             return None
+        if isinstance(message, _Resume):
+            if message.session_id not in self.live and self._has_open_turns(message.session_id):
+                self._live_ref(message.session_id)
+            return None
+        if isinstance(message, CrashSession):
+            target = self.live.get(message.session_id)
+            if target is not None:
+                tell_quietly(target.ref, Fault("injected fault"))
+            return target is not None
         return super().on_message(message)

@@ -170,3 +170,38 @@ def test_a_model_call_lost_with_a_provider_actor_crash_is_sent_again(gateway_wit
         clock.advance(5.0)  # the session checks on its call: the new actor never heard of it
         answer = answer_of(client, session)
         assert answer["text"] == "the answer" and len(server.wait_for_requests(2)) == 2
+
+
+def test_a_session_that_crashes_mid_turn_is_resumed_without_anyone_asking(
+    gateway_with: Start,
+) -> None:
+    clock = FakeClock()
+    with FakeProvider("openai") as server:
+        server.script({"delay_s": 30.0, "text": "never delivered"}, {"text": "the answer"})
+        config = {
+            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
+            "models": {"lab": {"provider": "lab", "model": "m"}},
+            "default_model": "lab",
+        }
+        _, client = gateway_with(config, clock=clock)
+        session = client.call("sessions.create", {})["id"]
+        client.hello(topics=["session.message", "session.error"])
+        client.call("sessions.send", {"id": session, "text": "are you there?"})
+        server.wait_for_requests(1)  # the turn is under way
+        assert client.call("test.crash", {"actor": f"session-{session}"}) == {
+            "crashed": f"session-{session}"
+        }
+        for _ in range(500):  # the manager arms the resume timer as it learns of the crash
+            listed = client.call("sessions.list")["items"]
+            if not next(s for s in listed if s["id"] == session)["live"]:
+                break
+        else:
+            raise AssertionError("the manager never learnt of the crash")
+        clock.advance(0.5)  # the first backoff
+        answer = answer_of(client, session)
+        assert answer["text"] == "the answer" and len(server.wait_for_requests(2)) == 2
+        entries = client.call("sessions.get", {"id": session})["entries"]
+        assert [(e["role"], e["text"]) for e in entries] == [
+            ("user", "are you there?"),
+            ("assistant", "the answer"),
+        ]
