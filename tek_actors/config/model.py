@@ -115,7 +115,7 @@ class ToolParameter(ConfigModel):
 class ToolConfig(ConfigModel):
     """A tool the model may call that runs a command (never through a shell): each `{name}` in
     `command` is replaced by that argument's value, so `["grep", "-rn", "{pattern}", "."]`
-    with `{"pattern": "TODO"}` runs `grep -rn TODO .`."""
+    with `{"pattern": "main("}` runs `grep -rn main( .`."""
 
     command: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=4096)]],

@@ -1,10 +1,23 @@
-"""Waiting for a session's answer."""
+"""Helpers of the session tests: a config on the fake OpenAI server, waiting for a session's
+answer, and waiting until something a gateway actor does on its own thread shows."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tek_actors import Client
+from tek_actors.testing.fake_providers import FakeProvider
+
+
+def lab_config(server: FakeProvider, **extra: Any) -> dict[str, Any]:
+    """A config whose default model `lab` is `server` (a window of 100,000 tokens)."""
+    return {
+        "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "sk-t"}},
+        "models": {"lab": {"provider": "lab", "model": "gpt-test", "context_window": 100_000}},
+        "default_model": "lab",
+        **extra,
+    }
 
 
 def answer_of(client: Client, session_id: str) -> dict[str, Any]:
@@ -15,3 +28,17 @@ def answer_of(client: Client, session_id: str) -> dict[str, Any]:
         answer = event["event"] in ("session.message", "session.error")
         if answer and event["data"]["session"] == session_id:
             return dict(event["data"])
+
+
+def until(shown: Callable[[], bool], what: str) -> None:
+    """Ask again (each ask is a round trip to the gateway) until `shown()`; bounded."""
+    for _ in range(500):
+        if shown():
+            return
+    raise AssertionError(f"never happened: {what}")
+
+
+def until_restarting(client: Client, actor: str) -> None:
+    """After test.crash: the supervisor armed `actor`'s restart timer (it says "restarting"
+    only after that), so advancing a FakeClock now restarts it."""
+    until(lambda: client.status()["actors"][actor]["state"] == "restarting", f"{actor} restarting")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tek_actors import InvalidValue, NotFound, Overloaded
+from tek_actors import Client, InvalidValue, NotFound, Overloaded
 from tek_actors.runtime import FakeClock
 from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
-from tests.sessions.conftest import answer_of
+from tests.sessions.conftest import answer_of, lab_config, until, until_restarting
 
 
 def test_create_list_rename_delete(gateway_with: Start) -> None:
@@ -75,15 +75,7 @@ def test_an_idem_resend_stores_one_message(gateway_with: Start) -> None:
 
 def test_turns_run_one_at_a_time_in_order_and_the_queue_is_bounded(gateway_with: Start) -> None:
     with FakeProvider("openai") as server:
-        config = {
-            "providers": {
-                "lab": {"kind": "openai", "base_url": server.base_url, "api_key": "sk-t-1"}
-            },
-            "models": {"lab": {"provider": "lab", "model": "m"}},
-            "default_model": "lab",
-            "limits": {"session_queue": 2},
-        }
-        _, client = gateway_with(config)
+        _, client = gateway_with(lab_config(server, limits={"session_queue": 2}))
         session = client.call("sessions.create", {})
         server.script({"delay_s": 1.0, "text": "first answer"}, {"text": "second answer"})
         client.hello(topics=["session.message"])
@@ -147,23 +139,14 @@ def test_a_model_call_lost_with_a_provider_actor_crash_is_sent_again(gateway_wit
     clock = FakeClock()
     with FakeProvider("openai") as server:
         server.script({"delay_s": 30.0, "text": "lost with the actor"}, {"text": "the answer"})
-        config = {
-            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
-            "models": {"lab": {"provider": "lab", "model": "m"}},
-            "default_model": "lab",
-            "gateway": {"supervision": {"backoff_jitter": 0.0}},
-        }
+        config = lab_config(server, gateway={"supervision": {"backoff_jitter": 0.0}})
         _, client = gateway_with(config, clock=clock)
         session = client.call("sessions.create", {})["id"]
         client.hello(topics=["session.message", "session.error", "gateway.actor_restarted"])
         client.call("sessions.send", {"id": session, "text": "are you there?"})
         server.wait_for_requests(1)  # the call is out, and will not come back
         client.call("test.crash", {"actor": "providers"})
-        for _ in range(500):  # the supervisor arms the restart timer before it says so
-            if client.status()["actors"]["providers"]["state"] == "restarting":
-                break
-        else:
-            raise AssertionError("the provider actor was not restarting")
+        until_restarting(client, "providers")
         clock.advance(0.5)  # the restart's backoff
         event = client.next_event(10)
         assert event is not None and event["event"] == "gateway.actor_restarted"
@@ -178,12 +161,7 @@ def test_a_session_that_crashes_mid_turn_is_resumed_without_anyone_asking(
     clock = FakeClock()
     with FakeProvider("openai") as server:
         server.script({"delay_s": 30.0, "text": "never delivered"}, {"text": "the answer"})
-        config = {
-            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
-            "models": {"lab": {"provider": "lab", "model": "m"}},
-            "default_model": "lab",
-        }
-        _, client = gateway_with(config, clock=clock)
+        _, client = gateway_with(lab_config(server), clock=clock)
         session = client.call("sessions.create", {})["id"]
         client.hello(topics=["session.message", "session.error"])
         client.call("sessions.send", {"id": session, "text": "are you there?"})
@@ -191,12 +169,8 @@ def test_a_session_that_crashes_mid_turn_is_resumed_without_anyone_asking(
         assert client.call("test.crash", {"actor": f"session-{session}"}) == {
             "crashed": f"session-{session}"
         }
-        for _ in range(500):  # the manager arms the resume timer as it learns of the crash
-            listed = client.call("sessions.list")["items"]
-            if not next(s for s in listed if s["id"] == session)["live"]:
-                break
-        else:
-            raise AssertionError("the manager never learnt of the crash")
+        # the manager arms the resume timer as it learns of the crash
+        until(lambda: not _live(client, session), "the manager learnt of the crash")
         clock.advance(0.5)  # the first backoff
         answer = answer_of(client, session)
         assert answer["text"] == "the answer" and len(server.wait_for_requests(2)) == 2
@@ -205,3 +179,9 @@ def test_a_session_that_crashes_mid_turn_is_resumed_without_anyone_asking(
             ("user", "are you there?"),
             ("assistant", "the answer"),
         ]
+
+
+def _live(client: Client, session_id: str) -> bool:
+    return bool(
+        next(s for s in client.call("sessions.list")["items"] if s["id"] == session_id)["live"]
+    )

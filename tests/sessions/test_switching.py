@@ -10,7 +10,7 @@ import pytest
 from tek_actors import Client, Conflict, InvalidRequest, InvalidValue
 from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
-from tests.sessions.conftest import answer_of
+from tests.sessions.conftest import answer_of, lab_config
 
 MODELS = {
     "big": {"provider": "local", "model": "local", "context_window": 32768},
@@ -99,12 +99,7 @@ def test_the_estimate_is_calibrated_per_model_from_the_reported_usage(
     gateway_with: Start,
 ) -> None:
     with FakeProvider("openai") as server:
-        config = {
-            "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}},
-            "models": {"lab": {"provider": "lab", "model": "m", "context_window": 100_000}},
-            "default_model": "lab",
-        }
-        _, client = gateway_with(config)
+        _, client = gateway_with(lab_config(server))
         session = client.call("sessions.create", {})["id"]
         client.hello(topics=["session.*"])
         before = client.call("sessions.plan_switch", {"id": session, "model": "lab"})

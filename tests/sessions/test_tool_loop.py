@@ -11,16 +11,7 @@ from tek_actors import Client
 from tek_actors.runtime import FakeClock
 from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
-
-
-def _lab(server: FakeProvider, **extra: Any) -> dict[str, Any]:
-    """A config whose default model is the fake OpenAI server."""
-    return {
-        "providers": {"lab": {"kind": "openai", "base_url": server.base_url, "api_key": "sk-t"}},
-        "models": {"lab": {"provider": "lab", "model": "gpt-test", "context_window": 100_000}},
-        "default_model": "lab",
-        **extra,
-    }
+from tests.sessions.conftest import lab_config, until_restarting
 
 
 def _events_until_final(client: Client, session_id: str) -> list[dict[str, Any]]:
@@ -97,7 +88,7 @@ def test_results_are_in_call_order_when_the_tools_finish_out_of_order(
             },
             {"text": "both ran"},
         )
-        _, client = gateway_with(_lab(server, approvals={"default": "auto"}))
+        _, client = gateway_with(lab_config(server, approvals={"default": "auto"}))
         session = client.call("sessions.create", {"cwd": str(tmp_path)})
         client.hello(topics=["session.*"])
         client.call("sessions.send", {"id": session["id"], "text": "run both"})
@@ -140,7 +131,7 @@ def test_denied_unknown_and_malformed_calls_are_reported_and_nothing_runs(
             },
             {"text": "understood"},
         )
-        config = _lab(server, approvals={"default": "auto", "tools": {"shell": "deny"}})
+        config = lab_config(server, approvals={"default": "auto", "tools": {"shell": "deny"}})
         _, client = gateway_with(config)
         session = client.call("sessions.create", {"cwd": str(tmp_path)})
         client.hello(topics=["session.*"])
@@ -229,7 +220,7 @@ def test_tool_rounds_per_turn_are_bounded(gateway_with: Start, tmp_path: Path) -
     again = {"tool_calls": [{"id": "c", "name": "shell", "arguments": {"argv": ["true"]}}]}
     with FakeProvider("openai") as server:
         server.script(again, again, again)
-        config = _lab(server, approvals={"default": "auto"}, limits={"tool_rounds": 2})
+        config = lab_config(server, approvals={"default": "auto"}, limits={"tool_rounds": 2})
         _, client = gateway_with(config)
         session = client.call("sessions.create", {"cwd": str(tmp_path)})
         client.hello(topics=["session.*"])
@@ -276,9 +267,7 @@ def test_a_decision_reaches_the_session_across_a_restart_of_the_approval_actor(
     asked = _pending_approval(client, session["id"])
 
     client.call("test.crash", {"actor": "approvals"})  # it forgets who watched the request
-    for _ in range(500):  # the supervisor arms the restart timer before it says so
-        if client.status()["actors"]["approvals"]["state"] == "restarting":
-            break
+    until_restarting(client, "approvals")
     clock.advance(0.5)
     while (event := client.next_event(10)) is not None:
         if event["event"] == "gateway.actor_restarted":
