@@ -234,6 +234,14 @@ def stop_server(server: Server) -> None:
         server.proc.wait()
 
 
+def emit(result: dict[str, Any], summary: str, json_path: Path | None) -> None:
+    """Print a benchmark's figures and its one-line summary; save the figures if asked."""
+    print(json.dumps(result, indent=2))
+    print(summary)
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2))
+
+
 def machine_info() -> dict[str, str]:
     return {
         "nproc": str(os.cpu_count()),

@@ -15,7 +15,6 @@ events per second it took. A measurement, not a test: the exit code is 0 wheneve
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -27,6 +26,7 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (  # a sibling script, not a package
     RawClient,
+    emit,
     machine_info,
     start_echo,
     start_gateway,
@@ -93,13 +93,11 @@ def main() -> None:
             "events_per_run": [r["events"] for r in runs],
             "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs],
         }
-        print(json.dumps(result, indent=2))
-        print(
+        summary = (
             f"{rate:,.0f} lines/s end to end, nothing lost ({rate / floor_rate:.2f}x the floor's "
             f"{floor_rate:,.0f} messages/s)"
         )
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2))
+        emit(result, summary, args.json)
 
 
 if __name__ == "__main__":

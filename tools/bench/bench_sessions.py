@@ -20,7 +20,6 @@ a test: the exit code is 0 whenever it ran.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -31,6 +30,7 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ping import (  # a sibling script, not a package
     RawClient,
+    emit,
     machine_info,
     start_echo,
     start_gateway,
@@ -93,13 +93,11 @@ def main() -> None:
         "tool_turn_floor_trips": round(tool_ms / floor_ms, 1),
         "tool_adds_ms": round(tool_ms - plain_ms, 2),
     }
-    print(json.dumps(result, indent=2))
-    print(
+    summary = (
         f"a plain turn: {plain_ms:.1f} ms ({plain_ms / floor_ms:.0f} floor round trips of "
         f"{floor_ms * 1000:.0f} µs); a turn with one shell call: {tool_ms:.1f} ms"
     )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, summary, args.json)
 
 
 if __name__ == "__main__":
