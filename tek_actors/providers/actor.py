@@ -8,15 +8,9 @@ the whole chain is tried again (at most twice) after a jittered exponential back
 Retry-After up to 60 s. A failure after text was streamed is never retried or failed over: the
 partial reply is returned, marked `incomplete`.
 
-The breaker, per provider:
-
-    healthy --429--> rate_limited (until max(Retry-After, open time))
-    healthy --3 consecutive 5xx/timeouts/connection failures--> open (until now + open time)
-    rate_limited/open --until passed--> one trial call; success -> healthy, failure -> open again
-    any --401/403/quota/no key--> error (disabled until the provider's configuration changes)
-
-The open time is 60 s, doubling with each consecutive opening up to 15 min. Bad requests and
-context overflows are the caller's fault: never retried, never counted. Every state change is
+A breaker per provider (breaker.py) opens at a 429, or after 3 consecutive transient failures,
+and disables a provider whose key or quota failed until its configuration changes. Bad requests
+and context overflows are the caller's fault: never retried, never counted. Every state change is
 journaled as `provider.health` (so a restarted gateway does not hammer a provider that asked it
 to wait) and published by that. Keys are read from the configuration at each `config.changed`;
 a call dispatched after that uses the new key, and one queued before it that had not started is
@@ -30,7 +24,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pykka
 from pydantic import BaseModel
@@ -44,6 +38,7 @@ from tek_actors.errors import (
     Unavailable,
 )
 from tek_actors.providers.adapters import ADAPTERS, Target
+from tek_actors.providers.breaker import Health, after_failure, breaker_state
 from tek_actors.providers.catalog import resolve_context_window
 from tek_actors.providers.messages import (
     CallKnown,
@@ -71,23 +66,10 @@ from tek_actors.wire import EmptyPayload
 
 __all__ = ["ProviderActor", "ProvidersState"]
 
-FAILURES_TO_OPEN = 3
-OPEN_BASE_S = 60.0
-OPEN_CAP_S = 900.0
 MAX_RETRIES = 2
 RETRY_BASE_S = 0.5
 RETRY_AFTER_CAP_S = 60.0
 QUEUE_PER_WORKER = 8
-
-State = Literal["healthy", "rate_limited", "open", "error"]
-
-
-class Health(BaseModel):
-    state: State = "healthy"
-    until: float | None = None  # wall-clock time the breaker may let a trial through
-    last_error: str | None = None
-    opens: int = 0  # consecutive openings (the open time doubles with each)
-    config_fingerprint: str | None = None  # state "error": the configuration that failed
 
 
 class ProvidersState(BaseModel):
@@ -556,15 +538,11 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
     def _describe(self, name: str) -> dict[str, Any]:
         health = self.state.health.get(name, Health())
         runtime = self.runtimes.get(name)
-        breaker: str = health.state
-        if health.state in ("rate_limited", "open"):
-            waiting = health.until is not None and self.ctx.clock.time() < health.until
-            breaker = health.state if waiting else "half_open"
         return {
             "state": health.state,
             "until": health.until,
             "last_error": health.last_error,
-            "breaker": breaker,
+            "breaker": breaker_state(health, self.ctx.clock.time()),
             "in_flight": runtime.in_flight if runtime else 0,
         }
 
@@ -575,34 +553,21 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
             self._set_health(provider, Health(), None)
 
     def _failed(self, provider: str, failure: ProviderFailure, *, trial: bool) -> None:
-        health = self.state.health.get(provider, Health())
-        now = self.ctx.clock.time()
-        if failure.kind in DISABLING:
-            runtime = self.runtimes.get(provider)
-            fingerprint = runtime.fingerprint if runtime else None
-            self._set_health(
-                provider,
-                Health(state="error", last_error=failure.message, config_fingerprint=fingerprint),
-                failure.message,
-            )
-            return
-        count = self.failures.get(provider, 0) + 1
-        self.failures[provider] = count
-        if failure.kind == "rate_limited" or trial or count >= FAILURES_TO_OPEN:
-            open_s = min(OPEN_BASE_S * 2**health.opens, OPEN_CAP_S)
-            wait = max(failure.retry_after_s or 0.0, open_s)
-            state: State = "rate_limited" if failure.kind == "rate_limited" else "open"
-            self.failures[provider] = 0
-            self._set_health(
-                provider,
-                Health(
-                    state=state,
-                    until=now + wait,
-                    last_error=failure.message,
-                    opens=health.opens + 1,
-                ),
-                failure.message,
-            )
+        if failure.kind not in DISABLING:
+            self.failures[provider] = self.failures.get(provider, 0) + 1
+        runtime = self.runtimes.get(provider)
+        after = after_failure(
+            self.state.health.get(provider, Health()),
+            failure,
+            self.failures.get(provider, 0),
+            trial=trial,
+            now=self.ctx.clock.time(),
+            fingerprint=runtime.fingerprint if runtime else None,
+        )
+        if after is not None:
+            if after.state != "error":
+                self.failures[provider] = 0  # an opening starts the count over
+            self._set_health(provider, after, failure.message)
 
     def _set_health(self, provider: str, health: Health, reason: str | None) -> None:
         data = {"provider": provider, **health.model_dump(mode="json")}
