@@ -40,6 +40,7 @@ from tek_actors.home import HomeLock, TekHome
 from tek_actors.procs import ProcessMonitorActor
 from tek_actors.providers import ProviderActor
 from tek_actors.runtime import (
+    Actor,
     ActorContext,
     Backoff,
     ChildSpec,
@@ -136,59 +137,39 @@ class Gateway:
             "stable_after_s": sup.stable_after_s,
             "shutdown_timeout_s": sup.shutdown_timeout_s,
         }
+        every = {"snapshot_every": self.settings.snapshot_every}
+
+        def child(name: str, actor_class: type[Actor], **options: Any) -> ChildSpec:
+            return ChildSpec(name, actor_class, options={**every, **options}, **common)
+
         specs = [
-            ChildSpec(
+            child(
                 "config",
                 ConfigActor,
-                options={
-                    "path": self.home.config_path,
-                    "hooks": {"frontend": self._apply_frontend_limits},
-                    "watch_s": self.config_watch_s,
-                    "snapshot_every": self.settings.snapshot_every,
-                },
-                **common,
+                path=self.home.config_path,
+                hooks={"frontend": self._apply_frontend_limits},
+                watch_s=self.config_watch_s,
             ),
-            ChildSpec(
-                "approvals",
-                ApprovalActor,
-                options={"snapshot_every": self.settings.snapshot_every},
-                **common,
-            ),
-            ChildSpec(
-                "providers",
-                ProviderActor,
-                options={"snapshot_every": self.settings.snapshot_every},
-                **common,
-            ),
-            ChildSpec(
+            child("approvals", ApprovalActor),
+            child("providers", ProviderActor),
+            child(
                 "sessions",
                 SessionManager,
-                options={
-                    "snapshot_every": self.settings.snapshot_every,
-                    "workspace": self.home.state_dir / "workspace",
-                    "estimator": self._token_estimator,
-                },
-                **common,
+                workspace=self.home.state_dir / "workspace",
+                estimator=self._token_estimator,
             ),
-            ChildSpec(
+            child(
                 "procs",
                 ProcessMonitorActor,
-                options={"procs_dir": self.home.state_dir / "procs", "snapshot_every": 500},
-                **common,
+                procs_dir=self.home.state_dir / "procs",
+                snapshot_every=500,
             ),
             ChildSpec("retention", RetentionTicker, **common),
         ]
         if self.test_hooks:
             from tek_actors.testing.probe import ProbeActor
 
-            specs.append(
-                ChildSpec(
-                    "probe",
-                    ProbeActor,
-                    options={"snapshot_every": self.settings.snapshot_every},
-                    **common,
-                )
-            )
+            specs.append(child("probe", ProbeActor))
         return specs + self._extra_children
 
     def _apply_frontend_limits(self, config: Config) -> None:
@@ -375,14 +356,16 @@ class Gateway:
         if not self.test_hooks or self._supervisor is None:
             return None
         if actor.startswith("session-"):  # not the supervisor's: the SessionManager's child
-            manager = self._directory.lookup("sessions")
-            if manager is None:
-                return False
-            try:
-                return bool(manager.ask(CrashSession(actor.removeprefix("session-")), timeout=5))
-            except (pykka.ActorDeadError, pykka.Timeout):
-                return False
+            return bool(self._ask("sessions", CrashSession(actor.removeprefix("session-")), 5.0))
         return self._supervisor.inject_fault(actor, fail_starts=fail_starts)
+
+    def _ask(self, name: str, message: Any, timeout: float) -> Any:
+        """Ask child `name` directly (off every actor's thread); None if it cannot answer."""
+        ref = self._directory.lookup(name)
+        try:
+            return ref.ask(message, timeout=timeout) if ref is not None else None
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return None
 
     def sync_states(self, wants_domain: Callable[[str], bool]) -> list[tuple[str, str, int, Any]]:
         states: list[tuple[str, str, int, Any]] = []
@@ -391,15 +374,12 @@ class Gateway:
             states.append(("gateway", "gateway", journal.head_seq if journal else 0, self.status()))
         for spec in self._specs:
             domain = spec.actor_class.domain
-            ref = self._directory.lookup(spec.name)
-            if not domain or ref is None or not wants_domain(domain):
+            if not domain or not wants_domain(domain):
                 continue
-            try:
-                answer = ref.ask(SyncStateQuery(), timeout=2.0)
-            except (pykka.ActorDeadError, pykka.Timeout):
+            answer = self._ask(spec.name, SyncStateQuery(), 2.0)
+            if answer is None:
                 logger.warning("{} gave no state for a sync.snapshot", spec.name)
-                continue
-            if isinstance(answer, tuple):
+            elif isinstance(answer, tuple):
                 seq, state = answer
                 states.append((domain, spec.name, int(seq), state))
         return states
