@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tek_actors.testing import write_config
+from tek_actors.testing.fake_providers import FakeProvider
 from tests.cli.test_cli import tek
 
 pytestmark = pytest.mark.slow
@@ -78,3 +80,29 @@ def test_chat_starts_a_gateway_and_survives_its_crash(home: Path) -> None:
             if pipe is not None:
                 pipe.close()
         tek(home, "gateway", "stop")
+
+
+def test_chat_says_when_a_fallback_answered(home: Path) -> None:
+    with FakeProvider("openai") as server:
+        server.script({"status": 503})  # the main model's provider fails: the chain goes on
+        write_config(
+            home,
+            {
+                "providers": {
+                    "lab": {"kind": "openai", "base_url": server.base_url, "api_key": "k"}
+                },
+                "models": {"main": {"provider": "lab", "model": "m", "fallbacks": ["local"]}},
+                "default_model": "main",
+            },
+        )
+        chat = _chat(home)
+        try:
+            assert "You said: anyone there?" in _say(chat, "anyone there?")
+            _, err = chat.communicate("/quit\n", timeout=30)
+            assert chat.returncode == 0
+            assert "[local (fallback after main)]" in err
+        finally:
+            if chat.poll() is None:
+                chat.kill()
+                chat.wait()
+            tek(home, "gateway", "stop")
