@@ -24,6 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,10 +34,13 @@ import pykka
 from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config import Config, ConfigDependent
-from tek_actors.errors import Conflict, InvalidValue, NotFound, Overloaded
+from tek_actors.errors import Conflict, InvalidRequest, InvalidValue, NotFound, Overloaded
 from tek_actors.procs.messages import ProcEnded, WatchProcess
+from tek_actors.procs.runner import claim
 from tek_actors.runtime import ActorContext, PersistentActor, command
 from tek_actors.runtime.actor import tell_quietly
+from tek_actors.runtime.effects import Intent, IntentLog, apply_effect, intended, settled
+from tek_actors.runtime.killpoints import kill_point
 from tek_actors.store import NewEvent
 from tek_actors.wire import WireModel
 
@@ -96,6 +100,7 @@ class ProcRecord(BaseModel):
 
 class ProcsState(BaseModel):
     procs: dict[str, ProcRecord] = {}
+    intents: IntentLog = IntentLog()  # every start, journaled before the runner is launched
 
 
 class StartPayload(WireModel):
@@ -165,6 +170,20 @@ def _batches(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return out
 
 
+def _find_by_effect(intent_id: str) -> dict[str, Any] | None:
+    """The live process started for `intent_id` (its environment says so), as a status."""
+    for proc in psutil.process_iter(["pid", "create_time"]):
+        try:
+            if proc.environ().get("TEK_EFFECT_ID") != intent_id:
+                continue
+            pgid = os.getpgid(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+        created = proc.info["create_time"]
+        return {"pid": proc.pid, "pgid": pgid, "create_time": created, "started_at": created}
+    return None
+
+
 def _read_status(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads((folder / "status.json").read_text())
@@ -197,10 +216,12 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
 
     def apply(self, state: ProcsState, event: NewEvent) -> ProcsState:
         data = event.data
+        if event.type.startswith("effect."):
+            return state.model_copy(update={"intents": apply_effect(state.intents, event)})
         procs = dict(state.procs)
         if event.type == "proc.started":
             procs[data["id"]] = ProcRecord.model_validate(data)
-            return ProcsState(procs=procs)
+            return state.model_copy(update={"procs": procs})
         record = procs.get(data.get("id", ""))
         if record is None:
             return state
@@ -228,7 +249,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 if old.lines:
                     dropped = old.dropped + len(old.lines)
                     procs[old.id] = old.model_copy(update={"lines": [], "dropped": dropped})
-        return ProcsState(procs=procs)
+        return state.model_copy(update={"procs": procs})
 
     def public_state(self) -> dict[str, Any]:
         return {"procs": [p.public() for p in self.state.procs.values()]}
@@ -238,6 +259,8 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
     def on_begin(self) -> None:
         super().on_begin()
         self.procs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for intent in self.state.intents.pending():  # an earlier incarnation's, never finished
+            self.persist(*self._reconcile(intent))
         for record in list(self.state.procs.values()):
             if record.state == "running":
                 self._check(record, adopting=True)
@@ -247,6 +270,13 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
 
     @command("procs.start", StartPayload)
     def start_process(self, payload: StartPayload) -> dict[str, Any]:
+        """Start a process, once per key: a tool call's id, else the request's idem key. The
+        intent is journaled before the runner starts; a request under a key already used gets
+        the first start's answer (see runtime/effects.py)."""
+        key, request = self._key(payload)
+        known = self.state.intents.find(key)
+        if known is not None:
+            return self._again(known, request)
         running = sum(1 for p in self.state.procs.values() if p.state == "running")
         if running >= self.max_running:
             raise Overloaded(
@@ -268,29 +298,147 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self._resolve(payload.argv[0], env, payload.cwd)
         proc_id = "p-" + uuid.uuid4().hex[:12]
         folder = self.procs_dir / proc_id
-        folder.mkdir(mode=0o700)
-        spec = {"argv": payload.argv, "cwd": payload.cwd, "env": env}
-        spec_path = folder / "spec.json"
-        spec_path.write_text(json.dumps(spec))
-        spec_path.chmod(0o600)
-        status = self._launch(proc_id, folder)
-        event = {
-            "id": proc_id,
+        spec = {
             "argv": payload.argv,
             "cwd": payload.cwd,
             "session": payload.session,
             "tool_call": payload.tool_call,
             "dir": str(folder),
+            "request": request,
+        }
+        self.persist(
+            intended(
+                proc_id,
+                "proc.spawn",
+                spec,
+                key=key,
+                boot=self.ctx.journal.boot_id,
+                at=self.ctx.clock.time(),
+            )
+        )
+        kill_point("procs.intended")
+        folder.mkdir(mode=0o700)
+        spec_path = folder / "spec.json"
+        spec_path.write_text(json.dumps({**spec, "env": env, "intent": proc_id}))
+        spec_path.chmod(0o600)
+        report = self._launch(folder)
+        kill_point("procs.spawned")  # the window between the effect and its record
+        intent = self.state.intents.items[proc_id]
+        events = self._reconcile(intent) if report is None else self._outcome(intent, report)
+        first = events[0].data  # the effect.settled event
+        if first["status"] == "done":
+            return self.persist(*events, result=lambda s: first["outcome"])  # type: ignore[no-any-return]
+        self.persist(*events)
+        return self._answer(self.state.intents.items[proc_id])
+
+    def _key(self, payload: StartPayload) -> tuple[str | None, str]:
+        """The key this start is done once under, and a digest of what it asks."""
+        ticket = self._ticket
+        what = json.dumps([payload.argv, payload.cwd, payload.env, payload.tool_call])
+        request = uuid.uuid5(uuid.NAMESPACE_OID, what).hex
+        if payload.tool_call is not None:
+            return f"call:{payload.tool_call}", request
+        if ticket is not None and ticket.idem is not None:
+            return f"idem:{ticket.idem}", request
+        return None, request
+
+    def _again(self, intent: Intent, request: str) -> dict[str, Any]:
+        """A start asked again under a key already used: the first one's answer."""
+        if intent.spec.get("request") != request:
+            if intent.key and intent.key.startswith("idem:"):
+                raise InvalidRequest(
+                    "this idem key was already used for a different request",
+                    details={"field": "idem", "first_type": "procs.start"},
+                )
+            raise Conflict(
+                "this tool call already started a different process",
+                details={"field": "tool_call", "id": intent.id},
+            )
+        if self._ticket is not None and self._ticket.idem is not None:
+            outcome = intent.outcome if intent.status == "done" else None
+            if outcome is not None:
+                self.persist(result=lambda s: outcome)  # the idem record, for the next resend
+        return self._answer(intent)
+
+    @staticmethod
+    def _answer(intent: Intent) -> dict[str, Any]:
+        outcome = intent.outcome or {}
+        if intent.status == "done":
+            return dict(outcome)
+        if intent.free:  # nothing ran
+            raise InvalidValue(
+                outcome.get("error")
+                or "the process runner did not report a start (see the gateway log)",
+                details={"path": "argv.0", "expected": "a program that starts"},
+            )
+        raise Conflict(
+            f"whether process {intent.id} started is unknown (the gateway stopped while "
+            "starting it); it is never started twice",
+            details={"id": intent.id, "outcome": intent.status, "reason": outcome.get("reason")},
+        )
+
+    def _outcome(self, intent: Intent, report: str) -> list[NewEvent]:
+        """The events that settle a start the runner reported on."""
+        folder = Path(intent.spec["dir"])
+        if report.startswith("ok "):
+            return self._started(intent, _read_status(folder))
+        shutil.rmtree(folder, ignore_errors=True)
+        return [settled(intent.id, "failed", {"error": report.removeprefix("error ")})]
+
+    def _started(self, intent: Intent, status: dict[str, Any]) -> list[NewEvent]:
+        spec = intent.spec
+        event = {
+            "id": intent.id,
+            "argv": spec["argv"],
+            "cwd": spec["cwd"],
+            "session": spec["session"],
+            "tool_call": spec["tool_call"],
+            "dir": spec["dir"],
             "pid": status["pid"],
-            "pgid": status["pgid"],
+            "pgid": status.get("pgid", status["pid"]),
             "create_time": status.get("create_time"),
             "runner_pid": status.get("runner_pid"),
-            "started_at": status["started_at"],
+            "started_at": status.get("started_at") or intent.at,
         }
-        self.log.info("started {} as pid {}: {}", proc_id, status["pid"], payload.argv[0])
-        return self.persist(  # type: ignore[no-any-return]
-            NewEvent("proc.started", event), result=lambda s: {"id": proc_id, "pid": status["pid"]}
-        )
+        self.log.info("started {} as pid {}: {}", intent.id, status["pid"], spec["argv"][0])
+        done = settled(intent.id, "done", {"id": intent.id, "pid": status["pid"]})
+        return [done, NewEvent("proc.started", event)]
+
+    def _reconcile(self, intent: Intent) -> list[NewEvent]:
+        """Settle a start whose runner never reported (a crash, a kill -9, a hung runner) from
+        what the world shows: the claim, status.json, the processes' environments."""
+        folder = Path(intent.spec["dir"])
+        if not folder.is_dir() or claim(folder, f"monitor {self.ctx.journal.boot_id}"):
+            shutil.rmtree(folder, ignore_errors=True)  # the runner never started it, and now won't
+            self.log.info("{} was never started: its start is abandoned", intent.id)
+            why = "the gateway stopped before the process was started"
+            return [settled(intent.id, "not_started", {"reason": why})]
+        status = self._status_of_claimed(folder)
+        if "pid" in status:
+            return self._started(intent, status)
+        if "error" in status:
+            return [settled(intent.id, "failed", {"error": status["error"]})]
+        found = _find_by_effect(intent.id)
+        if found is not None:
+            return self._started(intent, found)
+        why = "its runner claimed the start and died before saying whether the process started"
+        self.log.warning("{}: {}", intent.id, why)
+        return [settled(intent.id, "unknown", {"reason": why})]
+
+    @staticmethod
+    def _status_of_claimed(folder: Path) -> dict[str, Any]:
+        """status.json of a start the runner claimed; while the runner lives and has not
+        written it yet (milliseconds), wait for it, at most START_TIMEOUT_S."""
+        owner = (folder / "claim").read_text(errors="replace").split()
+        runner_pid = int(owner[1]) if len(owner) == 2 and owner[1].isdigit() else None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            status = _read_status(folder)
+            if status or runner_pid is None or not is_alive(runner_pid, None):
+                return status or _read_status(folder)
+            if time.monotonic() > deadline:
+                return status
+            time.sleep(0.005)  # a blocking wait on another process's file: it has no event
 
     def _environment(self, extra: dict[str, str] | None) -> dict[str, str]:
         """The gateway's environment without its secrets, plus what the caller gave."""
@@ -320,8 +468,9 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 details={"path": "argv.0", "expected": "a program on the PATH"},
             )
 
-    def _launch(self, proc_id: str, folder: Path) -> dict[str, Any]:
-        """Start the runner and wait for its report (it comes within milliseconds)."""
+    def _launch(self, folder: Path) -> str | None:
+        """Start the runner and wait for its report (it comes within milliseconds); None if
+        none came (then only the claim can tell whether the process started)."""
         read_fd, write_fd = os.pipe()
         try:
             with open(folder / "runner.log", "wb") as log:
@@ -343,17 +492,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             os.close(read_fd)
             if write_fd >= 0:
                 os.close(write_fd)
-        if report.startswith("ok "):
-            return _read_status(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        if report.startswith("error "):
-            raise InvalidValue(
-                report[6:], details={"path": "argv.0", "expected": "a program that starts"}
-            )
-        raise InvalidValue(
-            "the process runner did not report a start (see the gateway log)",
-            details={"path": "argv", "expected": "a program that starts"},
-        )
+        return report if report.startswith(("ok ", "error ")) else None
 
     @command("procs.logs", LogsPayload)
     def logs(self, payload: LogsPayload) -> dict[str, Any]:

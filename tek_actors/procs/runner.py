@@ -2,7 +2,8 @@
 
     python -I .../tek_actors/procs/runner.py DIR REPORT_FD
 
-DIR holds `spec.json` ({"argv", "cwd", "env"}), written by the process monitor. The runner forks
+DIR holds `spec.json` ({"argv", "cwd", "env", "intent"}), written by the process monitor after
+it journaled the intent to start it (runtime/effects.py). The runner forks
 away from the monitor (so it is never the gateway's child: no zombie, nothing to reap) in a
 session of its own (neither a `kill -9` of the gateway nor a signal to the gateway's group
 reaches it), and starts the process in a new process group, with stdout and stderr appended to
@@ -11,6 +12,14 @@ reaches it), and starts the process in a new process group, with stdout and stde
 `status.json` again with the end: `exit_code` or `signal`, and `ended_at`. Every write of
 status.json is atomic and fsynced, so whatever reads it (a monitor that was down meanwhile)
 sees a whole record.
+
+Before it starts the process the runner *claims* the start: it creates `DIR/claim` with
+O_EXCL, writing its pid. A monitor of a later boot that finds the intent without an outcome
+makes the same claim: exactly one of them wins, so either the runner starts the process (and
+status.json will say so) or it provably never will. The process's environment carries
+TEK_EFFECT_ID (the intent's id), so it can be told apart from every other process even if its
+runner was killed before it wrote status.json. The report to the monitor is best effort: a
+monitor killed meanwhile must not take the runner (and the exit status) with it.
 
 The standard library only, run by path (`-I`): it starts in milliseconds, where importing the
 whole tek_actors package would take most of a second.
@@ -59,10 +68,35 @@ def create_time(pid: int) -> float | None:
     return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
+def claim(folder: Path, owner: str) -> bool:
+    """Take the right to start this process (True), or learn that somebody already took it."""
+    try:
+        fd = os.open(folder / "claim", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, owner.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def report(fd: int, line: str) -> None:
+    try:
+        os.write(fd, line.encode())
+        os.close(fd)
+    except OSError:  # the monitor is gone (a gateway kill -9): its successor reads status.json
+        pass
+
+
 def main(folder: Path, report_fd: int) -> int:
     if os.fork() > 0:  # the monitor reaps this parent at once; the runner is nobody's child
         os._exit(0)
     spec = json.loads((folder / "spec.json").read_text())
+    if not claim(folder, f"runner {os.getpid()}"):
+        report(report_fd, "error the start was abandoned by the gateway\n")
+        return 1
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)  # a handler, not SIG_IGN: the child gets defaults
     out = open(folder / "stdout.log", "ab")  # noqa: SIM115 - held for the child's lifetime
@@ -71,7 +105,7 @@ def main(folder: Path, report_fd: int) -> int:
         child = subprocess.Popen(
             spec["argv"],
             cwd=spec.get("cwd") or None,
-            env=spec["env"],
+            env={**spec["env"], "TEK_EFFECT_ID": spec.get("intent", "")},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
@@ -82,8 +116,7 @@ def main(folder: Path, report_fd: int) -> int:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         message = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
         write_status(folder, {"error": message, "exit_code": code, "ended_at": time.time()})
-        os.write(report_fd, f"error {message}\n".encode())
-        os.close(report_fd)
+        report(report_fd, f"error {message}\n")
         return code
     finally:
         out.close()
@@ -96,8 +129,7 @@ def main(folder: Path, report_fd: int) -> int:
         "runner_pid": os.getpid(),
     }
     write_status(folder, started)
-    os.write(report_fd, f"ok {child.pid}\n".encode())
-    os.close(report_fd)
+    report(report_fd, f"ok {child.pid}\n")
     while True:
         try:
             code = child.wait()

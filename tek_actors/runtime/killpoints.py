@@ -1,0 +1,21 @@
+"""Named points where a test may SIGKILL the gateway process, to prove what survives there.
+
+`kill_point("procs.spawned")` does nothing unless the process runs with test hooks on
+(`TEK_TEST_HOOKS=1`) and `TEK_TEST_KILL_AT` names that point; then the process dies there at
+once, as a `kill -9` from outside would, but at exactly the instant a test wants (between an
+effect and its record, say), which no outside timing can hit every time. Read on each call
+(points are on rare paths: a process start, not a message), so nothing is cached per process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+__all__ = ["kill_point"]
+
+
+def kill_point(name: str) -> None:
+    """Die here, by SIGKILL, if a test asked for it (see the module docstring)."""
+    if os.environ.get("TEK_TEST_KILL_AT") == name and os.environ.get("TEK_TEST_HOOKS") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
