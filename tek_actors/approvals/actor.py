@@ -11,9 +11,11 @@ The policy (`approvals.*` in config) decides at request time: `auto` approves, `
 `ask` leaves it pending for a person. `policy_version` grows with every policy change. The caller
 asks again at the moment the tool is about to run (`approvals.begin` with the policy_version it
 saw): if the policy changed since, the call is evaluated again, so no decision is ever cached
-outside this actor. A call marked running is never started again: after a crash, the process
-monitor says whether its process ended (then it is `executed`, with the exit), and otherwise it
-is `unknown`, which the caller must report as such and never re-run.
+outside this actor. A call marked running is never started a second time: after a crash, the
+process monitor says whether its process ended (then it is `executed`, with the exit); a call
+whose process was not known yet is driven on by its session through the call's id (the monitor
+journals its intent before it starts a process, so it knows whether it did). Where nobody can
+tell, it is `unknown`, which the caller must report as such and never re-run.
 """
 
 from __future__ import annotations
@@ -402,25 +404,15 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             self.persist(*expired)
 
     def _recover(self) -> None:
-        """Calls that were running when the gateway went down: never started again."""
-        running = [i for i in self.state.items.values() if i.status == "running"]
-        unknown = [
-            _change(
-                "approval.unknown",
-                i,
-                status="unknown",
-                finished_at=self.ctx.clock.time(),
-                reason="the gateway stopped after the call was marked running and before its "
-                "process was known: whether it ran is unknown, so it is never re-run",
-            )
-            for i in running
-            if i.proc_id is None
-        ]
-        if unknown:
-            self.persist(*unknown)
-        watched = [i for i in running if i.proc_id is not None]
-        for item in watched:
-            assert item.proc_id is not None
+        """Calls that were running with a known process when the gateway went down: their end
+        comes from the process monitor (the runner records it even while the gateway is down).
+        A running call with no process yet is the session's to drive on: it asks the monitor
+        under the call's id, which starts the process only if it provably never started, so
+        nothing here guesses `unknown` (a guess made while that session is starting would
+        close a call that then runs)."""
+        for item in self.state.items.values():
+            if item.status != "running" or item.proc_id is None:
+                continue
             if not self.send("procs", WatchProcess(item.proc_id, self.actor_ref)):
                 self.after(RECOVER_RETRY_S, _Recover())  # the monitor is not up yet
                 return

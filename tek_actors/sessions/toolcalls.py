@@ -14,10 +14,14 @@ every step is a request to another actor whose answer comes back as a message):
     result        handed to the session, which journals it; then approvals.finish
 
 After a restart the session resumes the round from the approvals' own record (looked up by the
-call's key, `<assistant entry id>#<index>`), never from a fresh request: a call that was running
-is watched to its end if its process is known, and otherwise reported `unknown`, never re-run.
-A request that was never taken up is sent again (it cannot have run); a call whose start may or
-may not have happened is `unknown`.
+call's key, `<assistant entry id>#<index>`), never from a fresh request. A call that was running
+is driven on through its effect's key, never started a second time: a process tool asks
+`procs.start` again under the approval's id, which the process monitor answers with the process
+it started for that id (it journals the intent before it starts one), or starts it now if it
+provably never did; a write asks the session's own intent log the same way; a read runs again
+(it changes nothing). Only where the world cannot tell (runtime/effects.py) is a call `unknown`,
+and an `unknown` call is never re-run. The call always runs exactly the arguments its approval
+binds.
 """
 
 from __future__ import annotations
@@ -27,15 +31,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tek_actors.approvals.messages import WatchApproval
-from tek_actors.errors import Internal, Overloaded, TekError, Unavailable
+from tek_actors.errors import Conflict, Internal, Overloaded, TekError, Unavailable
 from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.providers import ToolCall
+from tek_actors.runtime.killpoints import kill_point
 from tek_actors.sessions.tools import PlannedCall, ToolError, bound_output, plan_call, run_file_tool
 
 if TYPE_CHECKING:
     from tek_actors.sessions.session import ModelSessionActor
 
-__all__ = ["CallRun", "Later", "ToolRound"]
+__all__ = ["CallRun", "Later", "ToolRound", "UnknownOutcome"]
 
 RETRY_S = 0.5  # another actor was not running: ask again
 WATCH_S = 5.0  # how often a watch is sent again while waiting (its actor may have restarted)
@@ -49,8 +54,16 @@ class Later:
     step: Callable[[], None] = field(repr=False)
 
 
+class UnknownOutcome(Exception):
+    """Whether an effect happened cannot be told (runtime/effects.py): report, never re-run."""
+
+
 def _never_started(value: Any) -> bool:
     return isinstance(value, Unavailable) and (value.details or {}).get("started") is False
+
+
+def _outcome_unknown(value: Any) -> bool:
+    return isinstance(value, Conflict) and (value.details or {}).get("outcome") == "unknown"
 
 
 class ToolRound:
@@ -88,6 +101,7 @@ class CallRun:
         self.key = f"{round.entry_id}#{index}"
         self.planned: PlannedCall | None = None
         self.approval_id: str | None = None
+        self.approved: dict[str, Any] | None = None  # the arguments the approval binds
         self.proc_id: str | None = None
         self.began = False  # this incarnation marked it running: it must finish it
         self.waiting: str | None = None  # "approval" or "process" while a watch is out
@@ -143,6 +157,7 @@ class CallRun:
     def approval(self, view: dict[str, Any]) -> None:
         """Act on the approval's state: wait, run, or report why not."""
         self.approval_id = view["id"]
+        self.approved = view.get("arguments")
         status = view["status"]
         if status == "pending":
             self.waiting = "approval"
@@ -153,17 +168,14 @@ class CallRun:
         elif status in ("denied", "expired"):
             reason = view.get("reason") or status
             self.finish(status, {"error": f"the call was {status}: {reason}"})
-        elif status == "running":  # a restart found it running (never started again)
+        elif status == "running":  # a restart found it running: on through its effect's key
             self.began = True
             if view.get("proc_id"):
                 self.proc_id = view["proc_id"]
                 self.waiting = "process"
                 self._watch_process()
-            else:
-                self._unknown(
-                    "the gateway stopped after the call was marked running and before "
-                    "its process was known"
-                )
+            elif self._plan() is not None:
+                self._run()
         elif status in ("executed", "failed") and view.get("proc_id"):
             self.proc_id = view["proc_id"]  # it ended while the session was down: its output
             self._read_logs(0)
@@ -190,23 +202,33 @@ class CallRun:
         if not ok:
             if _never_started(value):
                 self._again(lambda: self._begin(payload["policy_version"]), value)
-            else:  # a crash mid-begin, or already started elsewhere: never run it again
-                self._unknown(f"approvals.begin failed: {value}")
+            else:  # a crash mid-begin, or begun already: what the approval says now decides
+                self._again(lambda: self.start(recovering=True), value)
             return
         if value["status"] != "running":
             self.approval(value)  # the policy changed: denied, or pending again
             return
         self.began = True
+        kill_point("tools.begun")  # running, and nothing started yet
         self._run()
 
     def _run(self) -> None:
-        planned = self.planned
-        assert planned is not None  # planned before it began
+        """Run the call (once: see the module's docstring), with the approved arguments."""
+        assert self.planned is not None and self.approval_id is not None  # planned, begun
+        planned = PlannedCall(
+            self.planned.tool, self.planned.kind, self.approved or self.planned.arguments
+        )
         if planned.kind != "process":
             try:
-                result = run_file_tool(planned, self.host.config.limits.tool_output_bytes)
+                if planned.kind == "write_file":
+                    result = self.host.write_once(self.approval_id, planned)
+                else:
+                    result = run_file_tool(planned, self.host.config.limits.tool_output_bytes)
             except ToolError as err:
                 self.finish("failed", {"error": str(err)})
+                return
+            except UnknownOutcome as why:
+                self._unknown(str(why))
                 return
             self.finish("executed", result)
             return
@@ -224,8 +246,10 @@ class CallRun:
                 self._again(self._run, value)
             elif isinstance(value, Overloaded):  # too many processes: the call waits its turn
                 self.host.after((value.retry_after_ms or 1000) / 1000, Later(self._run))
-            elif isinstance(value, Internal):
-                self._unknown(f"procs.start failed while starting it: {value}")
+            elif isinstance(value, Internal):  # asked again under its key, it says how it went
+                self._again(self._run, value)
+            elif _outcome_unknown(value):
+                self._unknown(f"procs.start: {value}")
             else:  # refused before anything ran: no such program, no such folder
                 self.finish("failed", {"error": str(value)})
             return

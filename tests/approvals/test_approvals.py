@@ -187,3 +187,26 @@ def test_every_event_names_the_session_and_a_policy_decision_is_one_event(
         assert events[2] and events[2]["data"]["reason"] == "denied by a person"
     finally:
         watcher.close()
+
+
+def test_a_call_begun_while_the_monitor_is_down_is_never_declared_unknown(
+    gateway_with: Start,
+) -> None:
+    """The approvals' recovery after a restart waits for the process monitor; a call begun in
+    the new incarnation meanwhile is its session's to run, not a leftover to close."""
+    gateway, client = gateway_with({"approvals": {"default": "auto"}})
+    old = ask(client, "old", ["true"])
+    client.call("approvals.begin", {"id": old["id"], "policy_version": 0})
+    client.call("approvals.attach", {"id": old["id"], "proc_id": "p-unknown"})
+    assert gateway.inject_fault("procs", fail_starts=4)  # down for seconds of backoff
+    assert gateway.inject_fault("approvals", fail_starts=0)  # recovery now waits for procs
+    new = ask(client, "new", ["true"])
+    assert client.call("approvals.begin", {"id": new["id"], "policy_version": 0})["status"] == (
+        "running"
+    )
+    assert client.status()["actors"]["procs"]["state"] != "running"  # begun while it is down
+    client.hello(since_seq=0, topics=["approval.*"])
+    while client.call("approvals.get", {"id": old["id"]})["status"] == "running":
+        assert client.next_event(30) is not None, "the recovery never reached the monitor"
+    assert client.call("approvals.get", {"id": old["id"]})["status"] == "unknown"
+    assert client.call("approvals.get", {"id": new["id"]})["status"] == "running"

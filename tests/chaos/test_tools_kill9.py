@@ -94,3 +94,43 @@ def test_a_tool_lost_with_the_gateway_is_reported_unknown_and_not_rerun(
     finally:
         assert again.terminate() == 0
     assert (tmp_path / "marker.txt").read_text() == "ran\n"
+
+
+@pytest.mark.parametrize(
+    ("point", "tool", "arguments"),
+    [
+        ("tools.begun", "shell", {"argv": ["sh", "-c", "echo ran >> marker.txt; echo out"]}),
+        ("procs.intended", "shell", {"argv": ["sh", "-c", "echo ran >> marker.txt; echo out"]}),
+        ("procs.spawned", "shell", {"argv": ["sh", "-c", "echo ran >> marker.txt; echo out"]}),
+        ("tools.write_intended", "write_file", {"path": "marker.txt", "content": "ran\n"}),
+        ("tools.written", "write_file", {"path": "marker.txt", "content": "ran\n"}),
+        ("tools.begun", "write_file", {"path": "marker.txt", "content": "ran\n", "append": True}),
+        ("tools.written", "write_file", {"path": "marker.txt", "content": "ran\n", "append": True}),
+    ],
+)
+def test_a_call_cut_short_anywhere_between_running_and_its_record_runs_once(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str, tool: str,
+    arguments: dict[str, Any],
+) -> None:
+    """The gateway dies at a named instant of a running call: after the restart the session
+    drives the call on through its effect's key, so it ran once and its result is known."""
+    write_config(home, {"approvals": {"tools": {"shell": "auto", "write_file": "auto"}}})
+    monkeypatch.setenv("TEK_TEST_KILL_AT", point)
+    doomed = GatewayProcess(home).start()
+    with doomed.client(timeout=30) as client:
+        session = client.call("sessions.create", {"cwd": str(tmp_path)})
+        text = f"tool: {tool} " + json.dumps(arguments)
+        client.call("sessions.send", {"id": session["id"], "text": text})
+    assert doomed.wait(timeout=30) == -signal.SIGKILL
+    monkeypatch.delenv("TEK_TEST_KILL_AT")
+    again = GatewayProcess(home).start()
+    try:
+        with again.client(timeout=30) as client:
+            _final_answer(client, session["id"])
+            [result] = _tool_results(client, session["id"])
+            assert result["status"] == "executed", result
+            [approval] = client.call("approvals.list", {"session": session["id"]})["items"]
+            assert approval["status"] == "executed"
+    finally:
+        assert again.terminate() == 0
+    assert (tmp_path / "marker.txt").read_text() == "ran\n"  # once, never again
