@@ -601,6 +601,11 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             return
         if record.runner_pid is not None and is_alive(record.runner_pid, None):
             return  # the runner is reaping it and about to write the status
+        status = _read_status(folder)  # the runner is gone: what it wrote is all there will be
+        if "ended_at" in status and status.get("pid") == record.pid:
+            record = self._tail(record, final=True)
+            self._exited(record, status.get("exit_code"), status.get("signal"), status["ended_at"])
+            return
         reason = (
             "its pid now belongs to another process"
             if psutil.pid_exists(record.pid)

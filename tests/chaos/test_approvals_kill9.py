@@ -136,7 +136,7 @@ def test_kill9_at_every_point_of_a_tool_call(home: Path) -> None:
         first = _start_tool(client, c2)
         assert _start_tool(client, c2) == first  # the same call: the same process, once
         client.hello(since_seq=0, topics=["proc.exited"])
-        while not client.call("procs.get", {"id": first})["state"] == "exited":
+        while client.call("procs.get", {"id": first})["state"] != "exited":
             assert client.next_event(20) is not None
         assert _runs(home / "c2.txt") == 1
 

@@ -109,7 +109,11 @@ def test_a_tool_lost_with_the_gateway_is_reported_unknown_and_not_rerun(
     ],
 )
 def test_a_call_cut_short_anywhere_between_running_and_its_record_runs_once(
-    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str, tool: str,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    tool: str,
     arguments: dict[str, Any],
 ) -> None:
     """The gateway dies at a named instant of a running call: after the restart the session
