@@ -5,8 +5,10 @@
     with Gateway.embedded(home=...) as gw:    in a host process, over inproc://, same code path
         client = gw.client()
 
-Start order: lock the home, open the journal, start the supervised children (they rehydrate),
-bind the frontend, journal `gateway.started`, write the connection file. A restart
+Start order: lock the home, open the journal, bind the frontend (domain requests get
+`unavailable`, details.state "starting"), start the children and wait until each one runs and has
+rehydrated, accept work, journal `gateway.started`, and only then write the connection file and
+tell systemd READY=1: whoever finds either can use every domain at once. A restart
 (`gateway.restart`) keeps the journal and the frontend (clients stay connected), refuses new
 work with `unavailable`, lets in-flight work finish within the grace, stops every child cleanly
 (each snapshots), and starts the tree again under a new boot id. A shutdown does the same and
@@ -18,7 +20,6 @@ the process.
 from __future__ import annotations
 
 import faulthandler
-import json
 import os
 import signal
 import threading
@@ -54,8 +55,8 @@ from tek_actors.runtime import (
 )
 from tek_actors.sessions import SessionManager
 from tek_actors.sessions.manager import CrashSession
-from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly, write_atomic
-from tek_actors.transport import Frontend, FrontendSettings
+from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly
+from tek_actors.transport import Announcer, Frontend, FrontendSettings
 
 if TYPE_CHECKING:
     from tek_actors.client import Client
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 __all__ = ["Gateway"]
 
 State = Literal["starting", "running", "degraded", "stopping", "stopped"]
+
+_START_TIMEOUT_S = 60.0  # for the tree to start (rehydration included), at a start or restart
 
 
 class Gateway:
@@ -122,7 +125,12 @@ class Gateway:
         self._lifecycle_thread: threading.Thread | None = None
         self._done = threading.Event()
         self._embedded = embedded
+        self._announcer = Announcer(
+            None if embedded else self.home.connection_file,
+            notify_socket=os.environ.get("NOTIFY_SOCKET"),
+        )
         self._pending_exit: int | None = None
+        self._fatal_reason: str | None = None
         self.endpoint = ""
         self.config_watch_s = config_watch_s  # how often config.json is checked for hand edits
         self._token_estimator = token_estimator
@@ -259,14 +267,39 @@ class Gateway:
             gateway_version=__version__,
             on_fatal=lambda exc: self._fatal(f"the frontend crashed: {exc!r}"),
         )
-        self._frontend.set_accepting(False, retry_after_ms=500)
+        self._frontend.set_accepting(False, retry_after_ms=500, state="starting")
         self._frontend.start()
         self.endpoint = self._frontend.bound_endpoint
-        self._supervisor.start_all(timeout=30.0)
-        self._journal_started()
-        self._frontend.set_accepting(True)
-        self._state = "running"
+        self._serve_once_started()
         logger.info("gateway {} serving {} (boot {})", __version__, self.endpoint, self.boot_id)
+
+    def _serve_once_started(self) -> None:
+        """Start the tree; once every child runs and has rehydrated, accept work, journal
+        `gateway.started`, then announce (connection file, READY=1). Raises Unavailable if the
+        tree does not start within _START_TIMEOUT_S or a fatal failure came meanwhile."""
+        assert self._supervisor is not None and self._frontend is not None
+        assert self._journal is not None
+        started = self._supervisor.start_tree(
+            self._directory,
+            timeout=_START_TIMEOUT_S,
+            abandon=lambda: self._fatal_reason is not None,
+        )
+        if not started:
+            raise Unavailable(
+                self._fatal_reason or f"the actors did not start within {_START_TIMEOUT_S:.0f}s"
+            )
+        info = {"boot_id": self.boot_id, "pid": os.getpid(), "version": __version__}
+        event = self._journal.append("gateway", [NewEvent("gateway.started", info)])
+        # Queued before any new work is let in: every event of this boot's work comes after it,
+        # and whoever sees it finds the domains served.
+        self._frontend.set_accepting(True)
+        event.result(30)
+        with self._lifecycle_lock:
+            if self._fatal_reason is not None:
+                raise Unavailable(self._fatal_reason)
+            self._state = "running"
+        auth = "token" if self.settings.token else "none"
+        self._announcer.ready(self.endpoint, self.boot_id, started_at=self.started_at, auth=auth)
 
     def _fence(self, name: str, incarnation: int) -> None:
         """Before an incarnation starts: no write of an older one can land after its replay."""
@@ -280,37 +313,6 @@ class Gateway:
     def _actor_down(self, name: str) -> None:
         if self._frontend is not None:
             self._frontend.actor_down(name)
-
-    def _journal_started(self) -> None:
-        assert self._journal is not None
-        self._journal.append(
-            "gateway",
-            [
-                NewEvent(
-                    "gateway.started",
-                    {
-                        "boot_id": self.boot_id,
-                        "pid": os.getpid(),
-                        "version": __version__,
-                    },
-                )
-            ],
-        ).result(30)
-        if not self._embedded:
-            write_atomic(
-                self.home.connection_file,
-                json.dumps(
-                    {
-                        "endpoint": self.endpoint,
-                        "pid": os.getpid(),
-                        "boot_id": self.boot_id,
-                        "protocol": 1,
-                        "started_at": self.started_at,
-                        "auth": "token" if self.settings.token else "none",
-                    }
-                ).encode(),
-                mode=0o600,
-            )
 
     # -- what the frontend asks of us (GatewayControl) ---------------------------------------
 
@@ -349,7 +351,8 @@ class Gateway:
 
     def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None:
         if self._state == "starting":
-            raise Unavailable("the gateway is still starting", retry_after_ms=500)
+            starting = {"state": "starting"}
+            raise Unavailable("the gateway is still starting", retry_after_ms=500, details=starting)
         self._begin_lifecycle(grace_ms, shutdown=shutdown, reason=reason, exit_code=0)
 
     def inject_fault(self, actor: str, fail_starts: int) -> bool | None:
@@ -412,7 +415,12 @@ class Gateway:
 
     def _fatal(self, reason: str) -> None:
         logger.error("fatal: {}; the gateway exits with code 1", reason)
-        self._begin_lifecycle(0, shutdown=True, reason=reason, exit_code=1)
+        with self._lifecycle_lock:
+            self._fatal_reason = self._fatal_reason or reason
+            starting = self._state == "starting"
+        self._directory.wake()  # a start waiting for the tree gives up
+        if not starting:  # else start() raises and tears down
+            self._begin_lifecycle(0, shutdown=True, reason=reason, exit_code=1)
 
     # -- restart and shutdown ----------------------------------------------------------------
 
@@ -441,17 +449,25 @@ class Gateway:
         frontend, supervisor = self._frontend, self._supervisor
         try:
             self._state = "stopping"
+            if shutdown or exit_code:
+                self._announcer.stopping()
+            else:
+                self._announcer.restarting()
             if frontend is not None and not exit_code:
                 frontend.publish(
                     "gateway.shutdown_imminent",
                     {"grace_ms": grace_ms, "reason": reason, "restart": not shutdown},
                 )
-                frontend.set_accepting(False, retry_after_ms=min(grace_ms, 5_000) + 500)
+                frontend.set_accepting(
+                    False,
+                    retry_after_ms=min(grace_ms, 5_000) + 500,
+                    state="stopping" if shutdown else "restarting",
+                )
                 frontend.wait_idle(timeout=grace_ms / 1000)
                 frontend.cancel_unstarted()
                 frontend.wait_idle(timeout=self.settings.supervision.shutdown_timeout_s)
             elif frontend is not None:
-                frontend.set_accepting(False, retry_after_ms=5_000)
+                frontend.set_accepting(False, retry_after_ms=5_000, state="stopping")
                 frontend.cancel_unstarted()
             if supervisor is not None:
                 supervisor.stop_all(timeout=60.0)
@@ -474,10 +490,7 @@ class Gateway:
         self._journal.boot_id = self.boot_id
         self._frontend.set_boot(self.boot_id)
         self._degraded = False
-        self._supervisor.start_all(timeout=30.0)
-        self._journal_started()
-        self._state = "running"
-        self._frontend.set_accepting(True)
+        self._serve_once_started()
         logger.info("gateway restarted in-process (boot {})", self.boot_id)
 
     def _teardown(self, *, exit_code: int) -> None:
@@ -495,10 +508,9 @@ class Gateway:
             self._journal.close()
         if self._own_clock:
             self.clock.close()
-        if not self._embedded:
-            remove_quietly(self.home.connection_file)
-            if self.endpoint == f"ipc://{self.home.socket_path}":
-                remove_quietly(self.home.socket_path)
+        self._announcer.withdraw()
+        if not self._embedded and self.endpoint == f"ipc://{self.home.socket_path}":
+            remove_quietly(self.home.socket_path)
         self._lock.release()
         self._state = "stopped"
         self.exit_code = exit_code

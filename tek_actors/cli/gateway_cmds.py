@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -68,13 +69,14 @@ def _running_pid(home: TekHome) -> int | None:
 
 
 @gateway.command()
-@click.option(
-    "--timeout", default=30.0, show_default=True, help="Seconds to wait for it to answer."
-)
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait until it serves.")
 @click.option("--endpoint", help="Bind here instead of the home's ipc socket.")
 @click.pass_obj
 def start(out: Output, timeout: float, endpoint: str | None) -> None:
-    """Start the gateway in the background and wait until it answers."""
+    """Start the gateway in the background and wait until it serves every request.
+
+    The gateway writes its connection file only once its actors have started, so when this
+    returns, every domain answers (no `unavailable` "starting")."""
     home = out.home
     pid = _running_pid(home)
     if pid is not None:
@@ -118,8 +120,9 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
                     pass
             if time.monotonic() > deadline:
                 proc.terminate()
-                fail(out, TekError(f"the gateway did not answer within {timeout}s"))
-            time.sleep(0.05)  # waiting on another process's files: nothing to block on
+                fail(out, TekError(f"the gateway did not start serving within {timeout}s"))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(0.05)  # another process's files: nothing to block on but the process
     out.done(
         {"started": True, "pid": proc.pid, "endpoint": home.read_connection()},
         f"gateway started (pid {proc.pid})",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -69,6 +70,8 @@ class Directory:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified on every change of the tree
+        self._version = 0  # counts those changes
         self._refs: dict[str, pykka.ActorRef[Any]] = {}
         self._domains: dict[str, str] = {}
         self._status: dict[str, dict[str, Any]] = {}
@@ -85,21 +88,63 @@ class Directory:
         """Monotonic time at which a child that is down is due back (None if unknown)."""
         return self._retry_at.get(name)
 
+    def state_of(self, name: str) -> str | None:
+        """The child's state: running, restarting or stopped (None if never declared)."""
+        with self._lock:
+            status = self._status.get(name)
+            return None if status is None else str(status["state"])
+
     def status(self) -> dict[str, dict[str, Any]]:
         with self._lock:
             return {name: dict(s) for name, s in self._status.items()}
+
+    def wait_settled(
+        self,
+        *,
+        newer_than: int,
+        timeout: float,
+        abandon: Callable[[], bool] = lambda: False,
+    ) -> tuple[int, dict[str, pykka.ActorRef[Any]]] | None:
+        """Block until the tree has changed since version `newer_than` (-1: any version will
+        do) and no child is restarting; then (the version, the ref serving each running child).
+        None once `timeout` passed or `abandon()` is true (checked at every change and `wake`).
+        Any thread but the supervisor's (which makes the changes waited for)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if abandon():
+                    return None
+                settled = all(s["state"] != "restarting" for s in self._status.values())
+                if settled and self._version > newer_than:
+                    return self._version, dict(self._refs)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._changed.wait(left)
+
+    def wake(self) -> None:
+        """Wake every `wait_settled` (so it looks at its `abandon` again)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def _touch(self) -> None:
+        """With the lock held: one more change."""
+        self._version += 1
+        self._changed.notify_all()
 
     def _declare(self, name: str, domain: str) -> None:
         with self._lock:
             if domain:
                 self._domains[domain] = name
             self._status.setdefault(name, {"state": "stopped", "restarts": 0, "last_error": None})
+            self._touch()
 
     def _up(self, name: str, ref: pykka.ActorRef[Any]) -> None:
         with self._lock:
             self._refs[name] = ref
             self._retry_at.pop(name, None)
             self._status[name]["state"] = "running"
+            self._touch()
 
     def _down(self, name: str, state: str, retry_at: float | None = None) -> None:
         with self._lock:
@@ -107,12 +152,14 @@ class Directory:
             self._status[name]["state"] = state
             if retry_at is not None:
                 self._retry_at[name] = retry_at
+            self._touch()
 
     def _crashed(self, name: str, error: str) -> None:
         with self._lock:
             status = self._status[name]
             status["restarts"] += 1
             status["last_error"] = error
+            self._touch()
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +439,30 @@ class SupervisorHandle:
         self.ref = ref
 
     def start_all(self, *, timeout: float) -> bool:
+        """Start every child; True if each one rehydrated (answered a query) within `timeout`.
+        False if one crashed meanwhile: the supervisor restarts it after its backoff."""
         return bool(self.ref.ask(_StartAll(timeout), timeout=timeout * 2 + 5))
+
+    def start_tree(
+        self, directory: Directory, *, timeout: float, abandon: Callable[[], bool] = lambda: False
+    ) -> bool:
+        """Start every child and return True once the tree has started: every child the
+        supervisor means to run is running and has rehydrated. A child that crashed while
+        starting is waited for through its restart. False after `timeout`, or as soon as
+        `abandon()` is true (wake `directory` to have it looked at)."""
+        deadline = time.monotonic() + timeout
+        if self.start_all(timeout=timeout):
+            return True
+        version = -1
+        while True:
+            left = deadline - time.monotonic()
+            settled = directory.wait_settled(newer_than=version, timeout=left, abandon=abandon)
+            if settled is None:
+                return False
+            version, refs = settled
+            if all(_rehydrated(ref, deadline) for ref in refs.values()):
+                return True
+            # One died after all (its crash report is on its way): wait for the next change.
 
     def stop_all(self, *, timeout: float) -> None:
         self.ref.ask(_StopAll(), timeout=timeout)
@@ -414,3 +484,12 @@ class SupervisorHandle:
             self.ref.stop(block=True, timeout=timeout)
         except pykka.Timeout:
             logger.error("the supervisor did not stop within {}s", timeout)
+
+
+def _rehydrated(ref: pykka.ActorRef[Any], deadline: float) -> bool:
+    """The actor answered a status query (it has run its start, rehydration included)."""
+    try:
+        answer = ref.ask(StatusQuery(), timeout=max(0.0, deadline - time.monotonic()))
+    except (pykka.ActorDeadError, pykka.Timeout):
+        return False
+    return answer is not None  # a crashed actor answers nothing

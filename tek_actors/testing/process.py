@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,17 +54,25 @@ class GatewayProcess:
         endpoint: str | None = None,
         token: str | None = None,
         settings: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`env`: more environment for the process (e.g. a NOTIFY_SOCKET)."""
         self.home = TekHome.resolve(home)
         self.endpoint = endpoint
         self.token = token
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = Path(home) / "gateway-test.out"
         if settings is not None:
             write_config(self.home, {"gateway": settings})
 
     def start(self, *, timeout: float = 30.0) -> GatewayProcess:
-        """Start it and return once it answers a ping from this very process."""
+        """Start it and return once it serves: its connection file names it and it answers
+        from this very process (`spawn` then `wait_ready`)."""
+        return self.spawn().wait_ready(timeout=timeout)
+
+    def spawn(self) -> GatewayProcess:
+        """Start the process and return at once (it is still starting)."""
         self.home.ensure()
         args = [
             sys.executable,
@@ -78,18 +87,44 @@ class GatewayProcess:
         ]
         if self.endpoint:
             args += ["--endpoint", self.endpoint]
-        env = dict(os.environ, TEK_TEST_HOOKS="1")
+        env = dict(os.environ, TEK_TEST_HOOKS="1", **self.env)
         if self.token:
             env["TEK_TOKEN"] = self.token
         with open(self.log_path, "ab") as sink:
             self.proc = subprocess.Popen(args, stdout=sink, stderr=sink, env=env)
-        with self.client(timeout=timeout) as client:
+        return self
+
+    def wait_connection_file(self, *, timeout: float = 30.0) -> dict[str, Any]:
+        """The connection file, as soon as it names this process (it is written once the
+        gateway serves). Raises Unavailable if the process exits or `timeout` passes first."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.home.read_connection()
+            if info and info.get("pid") == self.proc.pid:
+                return info
+            if time.monotonic() > deadline:
+                self.kill9()
+                raise Unavailable(f"no connection file within {timeout}s\n{self.log_tail()}")
+            try:  # another process's file: nothing to block on but a short wait on the process
+                code = self.proc.wait(0.002)
+            except subprocess.TimeoutExpired:
+                continue
+            raise Unavailable(f"the gateway exited with {code} while starting\n{self.log_tail()}")
+
+    def wait_ready(self, *, timeout: float = 30.0) -> GatewayProcess:
+        """Block until it serves (see `start`)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        self.wait_connection_file(timeout=timeout)
+        left = max(1.0, deadline - time.monotonic())
+        with self.client(timeout=left) as client:
             try:
-                status = client.call("gateway.status", timeout=timeout)
+                status = client.call("gateway.status", timeout=left)
             except TekError as exc:
                 self.kill9()
                 raise Unavailable(
-                    f"the gateway process did not come up: {exc}\n{self.log_tail()}"
+                    f"the gateway process did not answer: {exc}\n{self.log_tail()}"
                 ) from exc
         if status["pid"] != self.proc.pid:
             raise Unavailable(f"another gateway answered (pid {status['pid']})")

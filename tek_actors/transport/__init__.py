@@ -1,7 +1,9 @@
-"""The only package that imports zmq: the gateway's frontend and the client's connection."""
+"""The only package that imports zmq: the gateway's frontend and the client's connection; and
+how a gateway process announces that it serves (connection file, systemd's notify socket)."""
 
 from typing import TYPE_CHECKING, Any
 
+from tek_actors.transport._announce import Announcer, sd_notify
 from tek_actors.transport._contract import FrontendSettings, GatewayControl
 from tek_actors.transport.connection import Connection
 
@@ -19,4 +21,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'tek_actors.transport' has no attribute {name!r}")
 
 
-__all__ = ["Connection", "Frontend", "FrontendSettings", "GatewayControl"]
+__all__ = ["Announcer", "Connection", "Frontend", "FrontendSettings", "GatewayControl", "sd_notify"]

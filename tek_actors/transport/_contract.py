@@ -25,6 +25,11 @@ class FrontendSettings:
 class GatewayControl(Protocol):
     """What the frontend asks of the gateway that assembled it (all thread-safe)."""
 
+    @property
+    def state(self) -> str:
+        """The gateway's state: starting, running, degraded, stopping or stopped."""
+        ...
+
     def status(self) -> dict[str, Any]: ...
 
     def request_restart(self, grace_ms: int, *, shutdown: bool, reason: str) -> None: ...

@@ -101,7 +101,10 @@ class LocalRequests(Delivery):
         self._drop_client(client.identity)
 
     def _ping(self, client: ClientSession, request: Request) -> None:
-        self._reply(client, ok_reply(request.id, {"boot_id": self.boot_id, "head_seq": self._head}))
+        """Answered in every state (it says the process is alive, not that it serves:
+        `state` says that; domain requests are served once it is "running" or "degraded")."""
+        result = {"boot_id": self.boot_id, "head_seq": self._head, "state": self._control.state}
+        self._reply(client, ok_reply(request.id, result))
 
     def _status(self, client: ClientSession, request: Request) -> None:
         status = self._control.status()

@@ -122,6 +122,7 @@ class Frontend(LocalRequests):
         self._head = journal.head_seq
         self._accepting = True
         self._refuse_retry_ms = 1_000
+        self._refuse_state = "restarting"  # what a refusal says the gateway is doing
         self._backlogged: set[bytes] = set()
         self._catching_up: set[bytes] = set()
         self._idle = threading.Condition()
@@ -217,10 +218,27 @@ class Frontend(LocalRequests):
         self._posts.put(("down", name))
         self._wake()
 
-    def set_accepting(self, accepting: bool, *, retry_after_ms: int = 1_000) -> None:
-        """While not accepting, new work is refused with `unavailable` + `retry_after_ms`."""
-        self._posts.put(("accepting", accepting, retry_after_ms))
+    def set_accepting(
+        self,
+        accepting: bool,
+        *,
+        retry_after_ms: int = 1_000,
+        state: str = "restarting",
+        timeout: float = 5.0,
+    ) -> bool:
+        """While not accepting, new work is refused with `unavailable`, `retry_after_ms` and
+        `details.state` = `state` ("starting", "restarting" or "stopping": what the gateway is
+        doing). Blocks until the I/O thread has taken the change in, so every request it reads
+        after this returns is treated the new way; False if that took over `timeout` (the loop
+        is stuck). Before `start()` (or after the loop ended) it is set at once."""
+        change = (accepting, retry_after_ms, state)
+        if not self.alive or threading.current_thread() is self._thread:
+            self._accepting, self._refuse_retry_ms, self._refuse_state = change
+            return True
+        applied = threading.Event()
+        self._posts.put(("accepting", change, applied))
         self._wake()
+        return applied.wait(timeout)
 
     def apply_limits(self, *, default_timeout_ms: int, client_queue_bound: int) -> None:
         """The limits that apply live. The settings object is swapped whole (one reference
@@ -311,8 +329,15 @@ class Frontend(LocalRequests):
     def _shutdown_socket(self) -> None:
         self._drain_posts()
         for ticket, pending in list(self._pending.items()):
-            ticket.cancel()
-            self._answer_error(pending, Unavailable("the gateway is stopping", retry_after_ms=1000))
+            started = not ticket.cancel()
+            self._answer_error(
+                pending,
+                Unavailable(
+                    "the gateway is stopping",
+                    retry_after_ms=1000,
+                    details={"state": "stopping", "started": started},
+                ),
+            )
         self._pending.clear()
         self._idem_running.clear()
         if self._router is not None:
@@ -346,11 +371,13 @@ class Frontend(LocalRequests):
             elif kind == "down":
                 self._on_actor_down(post[1])
             elif kind == "accepting":
-                self._accepting, self._refuse_retry_ms = post[1], post[2]
+                self._accepting, self._refuse_retry_ms, self._refuse_state = post[1]
+                post[2].set()
             elif kind == "boot":
                 self.boot_id = post[1]
             elif kind == "cancel_unstarted":
-                self._cancel_where(lambda p: True, "the gateway is restarting")
+                state = self._refuse_state
+                self._cancel_where(lambda p: True, f"the gateway is {state}", {"state": state})
             elif kind == "snapshots":
                 client = self._clients.get(post[1])
                 if client is not None:
@@ -452,7 +479,9 @@ class Frontend(LocalRequests):
                 return  # a completed request's answer needs no actor, even during a restart
         if not self._accepting:
             raise Unavailable(
-                "the gateway is restarting; retry shortly", retry_after_ms=self._refuse_retry_ms
+                f"the gateway is {self._refuse_state}; retry shortly",
+                retry_after_ms=self._refuse_retry_ms,
+                details={"state": self._refuse_state},
             )
         if request.idem is not None:
             running = self._idem_running.get(request.idem)
@@ -494,8 +523,13 @@ class Frontend(LocalRequests):
     def _down_error(self, name: str) -> Unavailable:
         due = self._directory.retry_at(name)
         retry_ms = 500 if due is None else max(50, int((due - time.monotonic()) * 1000) + 50)
+        state = self._directory.state_of(name) or "restarting"
+        if state == "running":  # it came back between our lookup and now
+            state = "restarting"
         return Unavailable(
-            f"{name} is restarting; retry shortly", retry_after_ms=retry_ms, details={"actor": name}
+            f"{name} is {state}; retry shortly",
+            retry_after_ms=retry_ms,
+            details={"actor": name, "state": state},
         )
 
     def _on_reply(self, ticket: Ticket, ok: bool, value: Any) -> None:
@@ -571,14 +605,18 @@ class Frontend(LocalRequests):
             with self._idle:
                 self._idle.notify_all()
 
-    def _cancel_where(self, predicate: Callable[[_Pending], bool], why: str) -> None:
+    def _cancel_where(
+        self, predicate: Callable[[_Pending], bool], why: str, details: dict[str, Any]
+    ) -> None:
         for ticket, pending in list(self._pending.items()):
             if predicate(pending) and ticket.cancel():
                 self._forget(ticket)
                 self._answer_error(
                     pending,
                     Unavailable(
-                        f"{why}; the request did not run", retry_after_ms=self._refuse_retry_ms
+                        f"{why}; the request did not run",
+                        retry_after_ms=self._refuse_retry_ms,
+                        details={**details, "started": False},
                     ),
                 )
         if not self._pending:
@@ -586,4 +624,8 @@ class Frontend(LocalRequests):
                 self._idle.notify_all()
 
     def _on_actor_down(self, name: str) -> None:
-        self._cancel_where(lambda p: p.actor == name, f"{name} is restarting")
+        self._cancel_where(
+            lambda p: p.actor == name,
+            f"{name} is restarting",
+            {"actor": name, "state": "restarting"},
+        )

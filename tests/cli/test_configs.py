@@ -19,6 +19,9 @@ def test_the_systemd_unit_runs_the_gateway_and_restarts_it_on_failure() -> None:
     unit.read_string((CONFIGS / "tek-gateway.service").read_text())
     service = unit["Service"]
     assert service["ExecStart"].endswith("tek gateway run --log-file")
+    # ready means ready: the gateway sends READY=1 itself (tests/integration/test_readiness.py)
+    assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
+    assert int(service["TimeoutStartSec"]) > 60  # longer than the tree's start timeout
     assert service["Restart"] == "on-failure"
     assert service["KillSignal"] == "SIGTERM"
     assert int(service["TimeoutStopSec"]) > 30  # longer than the default restart grace

@@ -82,11 +82,13 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(rig: Rig) -> None:
 
 def test_a_deadline_is_enforced_and_says_whether_the_work_started(rig: Rig) -> None:
     client = rig.client()
+    client.ping()  # connected (and hello'd): the deadline below is the request's alone
+    slow = {"key": "slow", "work_ms": 2000}  # far past the deadline, even on a loaded machine
     with pytest.raises(RequestTimeout) as caught:
-        client.call("probe.append", {"key": "slow", "work_ms": 800}, timeout=0.2, idem="slow-1")
+        client.call("probe.append", slow, timeout=0.5, idem="slow-1")
     assert caught.value.details.get("started") is True
     # The work had started, so it completes; the idem key tells the caller how it ended.
-    assert client.call("probe.append", {"key": "slow", "work_ms": 800}, idem="slow-1")["count"] == 1
+    assert client.call("probe.append", slow, idem="slow-1")["count"] == 1
 
 
 @pytest.mark.parametrize("transport", ["tcp"])

@@ -11,6 +11,7 @@ import zmq
 from tek_actors import Client
 from tek_actors.runtime import SnapshotNow
 from tests.integration.conftest import Rig
+from tests.waiting import events_until, until
 
 
 def durable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -48,7 +49,8 @@ def test_restart_under_load_loses_nothing_and_clients_resume(make_rig: Any) -> N
     state = control.call("probe.get")
     assert sorted(state["order"]) == sorted(acknowledged)  # every ack is there, once
     assert rig.gateway.boot_id != boot_before
-    events = list(watcher.events(timeout=3))
+    head = control.ping()["head_seq"]
+    events = events_until(watcher, lambda e: isinstance(e["seq"], int) and e["seq"] >= head)
     assert any(e["event"] == "gateway.shutdown_imminent" for e in events)
     seqs = [e["seq"] for e in durable(events)]
     assert seqs == list(range(1, len(seqs) + 1))  # in order, no gap, no duplicate
@@ -182,16 +184,20 @@ def test_the_client_holds_changes_between_shutdown_imminent_and_the_new_boot(mak
     control = rig.client()
     boot_before = control.ping()["boot_id"]
     control.call("gateway.restart", {"grace_ms": 5000})
-    for _ in range(2000):  # until the client saw gateway.shutdown_imminent (bounded)
+
+    def held() -> bool:
         if client._held_boot is not None:
-            break
+            return True
         client.ping()  # a read still goes through while changes are held
-    assert client._held_boot is not None
+        return False
+
+    until(held, "the client saw gateway.shutdown_imminent")
     late = client.submit("probe.append", {"key": "late"})
     assert slow.result(10)["key"] == "slow"  # in-flight work finished within the grace
     assert late.result(30)["key"] == "late"
     assert client.boot_id != boot_before and client._held_boot is None
-    order = [(e["event"], e["data"].get("key")) for e in watcher.events(timeout=2)]
+    events = events_until(watcher, lambda e: e["data"].get("key") == "late")
+    order = [(e["event"], e["data"].get("key")) for e in events]
     assert (
         order.index(("probe.appended", "slow"))
         < order.index(("gateway.started", None))

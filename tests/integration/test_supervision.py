@@ -9,6 +9,7 @@ from tek_actors import Gateway
 from tek_actors.runtime import FakeClock
 from tek_actors.testing import write_config
 from tests.integration.conftest import Rig
+from tests.waiting import until
 
 
 def test_a_crashed_actor_restarts_rehydrated_and_is_reported(make_rig: Any) -> None:
@@ -68,12 +69,15 @@ def test_past_the_intensity_the_gateway_degrades_then_exits_non_zero(home: Any) 
 
 
 def _wait_for(client: Any, predicate: Any) -> dict[str, Any]:
-    """The supervisor records a crash on its own thread: look until it shows (bounded)."""
-    for _ in range(500):
-        status = client.status()
-        if predicate(status):
-            return status  # type: ignore[no-any-return]
-    raise AssertionError(f"never happened; last status: {status}")
+    """The supervisor records a crash on its own thread: look until it shows (time-bounded)."""
+    seen: list[dict[str, Any]] = []
+
+    def shown() -> bool:
+        seen.append(client.status())
+        return bool(predicate(seen[-1]))
+
+    until(shown, "the status the test waits for", timeout=20.0)
+    return seen[-1]
 
 
 def test_a_journal_write_failure_is_never_acknowledged_and_stops_the_gateway(home: Any) -> None:

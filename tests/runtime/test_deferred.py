@@ -93,8 +93,10 @@ def test_a_request_nobody_takes_up_is_cancelled_and_says_it_never_started(
 
         def on_receive(self, message: Any) -> None:
             taken.append(message)
+            took.set()
 
     taken: list[Any] = []
+    took = threading.Event()  # the Sink runs on its own thread: wait for it, never assume
     sink = Sink.start()
     try:
         tree.directory._declare("sink", "")
@@ -107,6 +109,7 @@ def test_a_request_nobody_takes_up_is_cancelled_and_says_it_never_started(
         tree.clock.advance(5.0)
         assert done.wait(5)
         assert answer == [(True, {"ok": False, "code": "unavailable", "started": False})]
+        assert took.wait(5), "the relayed request never reached the sink"
         [ticket] = taken
         assert not ticket.claim()  # cancelled: it can never start now
     finally:

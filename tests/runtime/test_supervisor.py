@@ -3,10 +3,23 @@ counted, and escalated past the intensity. Time is a FakeClock: no test sleeps."
 
 from __future__ import annotations
 
+import threading
+from pathlib import Path
 from typing import Any
 
 from tek_actors.errors import Internal, NotFound
-from tek_actors.runtime import Strategy
+from tek_actors.runtime import (
+    ActorContext,
+    Backoff,
+    ChildSpec,
+    Directory,
+    FakeClock,
+    Strategy,
+    Supervisor,
+    SupervisorHandle,
+)
+from tek_actors.store import Journal
+from tests.runtime.conftest import CounterActor
 
 
 def test_domain_errors_are_replies_and_the_actor_keeps_its_state(make_tree: Any) -> None:
@@ -58,8 +71,11 @@ def test_a_crash_on_the_tell_path_and_in_on_start_are_both_caught(make_tree: Any
 
 def test_system_exit_inside_an_actor_stops_only_that_actor(make_tree: Any) -> None:
     tree = make_tree()
+    counter = tree.directory.lookup("counter")
     ok, _ = tree.ask("counter", "counter.add", {"n": 999})
     assert not ok
+    # The answer leaves before the crash report: the report is only certain once it stopped.
+    assert counter.actor_stopped.wait(5)
     tree.crash("other")  # the other actor and the supervisor are still alive and working
     assert tree.directory.status()["counter"]["restarts"] == 1
     tree.settle(0.5)
@@ -113,3 +129,92 @@ def test_degraded_clears_after_a_quiet_window(make_tree: Any) -> None:
     tree.settle(1.0)
     tree.settle(60.0)
     assert tree.degraded == [True, False]
+
+
+class FailsItsFirstStart(CounterActor):
+    """Its first incarnation crashes in on_start (where rehydration runs); the next ones start."""
+
+    def on_begin(self) -> None:
+        starts: list[int] = self.ctx.options["starts"]
+        starts.append(self.ctx.incarnation)
+        if len(starts) == 1:
+            raise RuntimeError("the first start fails")
+        super().on_begin()
+
+
+def _tree(tmp_path: Path, starts: list[int]) -> tuple[Any, ...]:
+    clock, directory = FakeClock(), Directory()
+    journal = Journal(tmp_path / "j.db", boot_id="t").open()
+    handle: list[SupervisorHandle] = []
+    down = threading.Event()
+
+    def context(name: str, incarnation: int, options: dict[str, Any]) -> ActorContext:
+        return ActorContext(
+            name, incarnation, journal, clock, lambda n, d: None, handle[0].child_exited, options
+        )
+
+    specs = [
+        ChildSpec("counter", CounterActor),
+        ChildSpec(
+            "flaky",
+            FailsItsFirstStart,
+            options={"starts": starts},
+            backoff=Backoff(0.5, 30.0, 2.0, 0.0),
+        ),
+    ]
+    ref = Supervisor.start(
+        specs,
+        clock=clock,
+        directory=directory,
+        make_context=context,
+        on_child_down=lambda name: down.set(),
+    )
+    handle.append(SupervisorHandle(ref))
+    return clock, directory, journal, handle[0], down
+
+
+def test_start_tree_returns_once_a_child_that_crashed_while_starting_is_back(
+    tmp_path: Path,
+) -> None:
+    starts: list[int] = []
+    clock, directory, journal, handle, down = _tree(tmp_path, starts)
+    answer: list[bool] = []
+    starter = threading.Thread(
+        target=lambda: answer.append(handle.start_tree(directory, timeout=30))
+    )
+    try:
+        starter.start()
+        assert down.wait(10)  # the first start crashed
+        handle.sync()  # its restart timer is armed (the clock has not moved: it cannot be back)
+        assert directory.state_of("flaky") == "restarting" and answer == []
+        clock.advance(0.5)  # its backoff
+        starter.join(30)
+        assert answer == [True] and starts == [1, 2]
+        assert directory.state_of("flaky") == directory.state_of("counter") == "running"
+    finally:
+        starter.join(30)
+        handle.stop_all(timeout=10)
+        handle.stop(timeout=10)
+        journal.close()
+
+
+def test_start_tree_gives_up_when_told_to(tmp_path: Path) -> None:
+    starts: list[int] = []
+    _, directory, journal, handle, down = _tree(tmp_path, starts)
+    fatal = threading.Event()
+    answer: list[bool] = []
+    starter = threading.Thread(
+        target=lambda: answer.append(handle.start_tree(directory, timeout=30, abandon=fatal.is_set))
+    )
+    try:
+        starter.start()
+        assert down.wait(10)
+        fatal.set()  # e.g. the journal failed: nobody will wait for the restart
+        directory.wake()
+        starter.join(30)
+        assert answer == [False] and starts == [1]
+    finally:
+        starter.join(30)
+        handle.stop_all(timeout=10)
+        handle.stop(timeout=10)
+        journal.close()

@@ -3,11 +3,13 @@ answer, and waiting until something a gateway actor does on its own thread shows
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from tek_actors import Client
 from tek_actors.testing.fake_providers import FakeProvider
+from tests.waiting import until
+
+__all__ = ["answer_of", "lab_config", "until", "until_restarting"]
 
 
 def lab_config(server: FakeProvider, **extra: Any) -> dict[str, Any]:
@@ -28,14 +30,6 @@ def answer_of(client: Client, session_id: str) -> dict[str, Any]:
         answer = event["event"] in ("session.message", "session.error")
         if answer and event["data"]["session"] == session_id:
             return dict(event["data"])
-
-
-def until(shown: Callable[[], bool], what: str) -> None:
-    """Ask again (each ask is a round trip to the gateway) until `shown()`; bounded."""
-    for _ in range(500):
-        if shown():
-            return
-    raise AssertionError(f"never happened: {what}")
 
 
 def until_restarting(client: Client, actor: str) -> None:

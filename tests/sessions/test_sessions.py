@@ -114,12 +114,15 @@ def test_idle_sessions_are_passivated_and_come_back_whole(gateway_with: Start) -
     )
     ids = [client.call("sessions.create", {})["id"] for _ in range(3)]
     client.hello(topics=["session.message"])
-    for session_id in ids:
-        client.call("sessions.send", {"id": session_id, "text": f"hi {session_id}"})
-        answer_of(client, session_id)
     watcher = gateway.client()
     try:
         watcher.hello(topics=["session.passivated"])
+        for session_id in ids:
+            client.call("sessions.send", {"id": session_id, "text": f"hi {session_id}"})
+            answer_of(client, session_id)
+        # Past the bound the LRU one is told to go; it goes on its own thread, in its time.
+        first_gone = watcher.next_event(10)
+        assert first_gone is not None and first_gone["data"]["session"] == ids[0]
         assert client.call("sessions.list")["live"] <= 2  # past the bound: the LRU one went
         live = client.call("sessions.list")["live"]
         clock.advance(61)  # idle for a minute: every live one goes
