@@ -1,12 +1,16 @@
 """ProcessMonitorActor: tool processes that outlive gateway crashes, with every line of output.
 
-`procs.start` hands the process to the runner (runner.py), which detaches it (own session, own
-process group), sends its output to log files under `<state>/procs/<id>/` and records its exit
-in `status.json`. The monitor never waits on a process: on its tick it reads the logs from the
-stored offsets into numbered lines (per process, strictly increasing) and journals them as
-`proc.output` together with the new offsets, so a restarted monitor resumes exactly where the
-journal says and backfills what was written while it was down, with no line twice. The end of a
-process comes from its status file, so it is known even if the gateway was down when it ended.
+`procs.start` journals its intent, then hands the process to the runner (spawn.py, runner.py),
+which detaches it (own session, own process group), sends its output to log files under
+`<state>/procs/<id>/` and records its exit in `status.json`. A start is done once per key (a
+tool call, an idem key); one a crash left unfinished is settled from the world before anything
+is served (runtime/effects.py).
+
+The monitor never waits on a process: on its tick it reads the logs from the stored offsets
+into numbered lines (per process, strictly increasing) and journals them as `proc.output`
+together with the new offsets, so a restarted monitor resumes exactly where the journal says
+and backfills what was written while it was down, with no line twice. The end of a process
+comes from its status file, so it is known even if the gateway was down when it ended.
 
 Liveness is the pid plus the process's start time (psutil), never a client connection. On
 rehydration a recorded process is adopted only if both still match; a pid that now belongs to
@@ -19,119 +23,52 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import shutil
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import psutil
 import pykka
-from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import Conflict, InvalidRequest, InvalidValue, NotFound, Overloaded
 from tek_actors.procs.messages import ProcEnded, WatchProcess
-from tek_actors.procs.runner import claim
+from tek_actors.procs.spawn import (
+    check_program,
+    is_alive,
+    launch,
+    read_status,
+    scrubbed_environment,
+    settle_from_world,
+)
+from tek_actors.procs.state import (
+    IdPayload,
+    KillPayload,
+    Line,
+    ListPayload,
+    LogsPayload,
+    ProcRecord,
+    ProcsState,
+    StartPayload,
+)
 from tek_actors.runtime import ActorContext, PersistentActor, command
 from tek_actors.runtime.actor import tell_quietly
-from tek_actors.runtime.effects import Intent, IntentLog, apply_effect, intended, settled
+from tek_actors.runtime.effects import Intent, apply_effect, intended, settled
 from tek_actors.runtime.killpoints import kill_point
 from tek_actors.store import NewEvent
-from tek_actors.wire import WireModel
 
 __all__ = ["ProcessMonitorActor", "ProcsState"]
 
-RUNNER = Path(__file__).with_name("runner.py")
 READ_CHUNK = 1 << 20  # per stream per tick
 MAX_LINE = 16 << 10  # longer lines are cut (the rest is dropped, with a marker)
 BATCH = 500  # lines per proc.output event at most ...
 BATCH_BYTES = 256 << 10  # ... and bytes of text: an event must fit in a client's frame
 KEEP_FINISHED = 200  # finished processes kept in the state (their logs stay on disk)
 KEEP_FINISHED_LINES = 20  # of those, the newest keep their lines in the state too
-START_TIMEOUT_S = 10.0
-_SECRET_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_PASSWORD")
 _SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
 _SIGNALS |= {"HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT}
-
-Stream = Literal["stdout", "stderr"]
-EnvName = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=r"^[^=\x00]+$")]
-
-
-class Line(BaseModel):
-    n: int
-    stream: str  # stdout | stderr | dropped (a marker)
-    text: str
-
-
-class ProcRecord(BaseModel):
-    id: str
-    argv: list[str]
-    cwd: str | None = None
-    session: str | None = None
-    tool_call: str | None = None
-    dir: str
-    pid: int
-    pgid: int
-    create_time: float | None = None
-    runner_pid: int | None = None
-    started_at: float
-    state: Literal["running", "exited", "lost"] = "running"
-    ended_at: float | None = None
-    exit_code: int | None = None
-    signal: int | None = None
-    reason: str | None = None
-    offsets: dict[str, int] = {"stdout": 0, "stderr": 0}
-    next_n: int = 1
-    lines: list[Line] = []
-    dropped: int = 0
-
-    def public(self) -> dict[str, Any]:
-        out = self.model_dump(mode="json", exclude={"lines", "offsets", "dir", "next_n"})
-        out["lines"] = self.next_n - 1
-        if self.ended_at is not None:
-            out["duration_s"] = round(self.ended_at - self.started_at, 3)
-        return out
-
-
-class ProcsState(BaseModel):
-    procs: dict[str, ProcRecord] = {}
-    intents: IntentLog = IntentLog()  # every start, journaled before the runner is launched
-
-
-class StartPayload(WireModel):
-    argv: Annotated[
-        list[Annotated[StrictStr, Field(max_length=65_536)]], Field(min_length=1, max_length=4096)
-    ]
-    cwd: Annotated[StrictStr, Field(min_length=1, max_length=4096)] | None = None
-    env: dict[EnvName, Annotated[StrictStr, Field(max_length=65_536)]] | None = None
-    session: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
-    tool_call: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
-
-
-class IdPayload(WireModel):
-    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-
-
-class LogsPayload(WireModel):
-    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    since: Annotated[int, Field(ge=0)] | None = None
-    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
-
-
-class KillPayload(WireModel):
-    id: Annotated[StrictStr, Field(min_length=1, max_length=64)]
-    signal: Literal["TERM", "KILL", "INT", "HUP", "QUIT"] = "TERM"
-    grace_ms: Annotated[int, Field(ge=0, le=600_000)] = 5000
-
-
-class ListPayload(WireModel):
-    state: Literal["running", "exited", "lost"] | None = None
-    session: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
 
 
 class _Tick:
@@ -145,15 +82,9 @@ class _Escalate:
         self.id = proc_id
 
 
-def is_alive(pid: int, create_time: float | None) -> bool:
-    """The very process that was started (pid and start time), alive and not a zombie."""
-    try:
-        proc = psutil.Process(pid)
-        if create_time is not None and abs(proc.create_time() - create_time) > 0.05:
-            return False  # the pid now belongs to another process
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+def _records_end(status: dict[str, Any], record: ProcRecord) -> bool:
+    """status.json says how this very process ended."""
+    return "ended_at" in status and status.get("pid") == record.pid
 
 
 def _batches(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -168,28 +99,6 @@ def _batches(lines: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
         out[-1].append(line)
         size += cost
     return out
-
-
-def _find_by_effect(intent_id: str) -> dict[str, Any] | None:
-    """The live process started for `intent_id` (its environment says so), as a status."""
-    for proc in psutil.process_iter(["pid", "create_time"]):
-        try:
-            if proc.environ().get("TEK_EFFECT_ID") != intent_id:
-                continue
-            pgid = os.getpgid(proc.pid)
-        except (psutil.Error, OSError):
-            continue
-        created = proc.info["create_time"]
-        return {"pid": proc.pid, "pgid": pgid, "create_time": created, "started_at": created}
-    return None
-
-
-def _read_status(folder: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((folder / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
@@ -294,8 +203,8 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 f"cwd {payload.cwd!r} is not a folder",
                 details={"path": "cwd", "expected": "an existing folder"},
             )
-        env = self._environment(payload.env)
-        self._resolve(payload.argv[0], env, payload.cwd)
+        env = scrubbed_environment(payload.env, self.secret_env)
+        check_program(payload.argv[0], env, payload.cwd)
         proc_id = "p-" + uuid.uuid4().hex[:12]
         folder = self.procs_dir / proc_id
         spec = {
@@ -321,7 +230,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         spec_path = folder / "spec.json"
         spec_path.write_text(json.dumps({**spec, "env": env, "intent": proc_id}))
         spec_path.chmod(0o600)
-        report = self._launch(folder)
+        report = launch(folder)
         kill_point("procs.spawned")  # the window between the effect and its record
         intent = self.state.intents.items[proc_id]
         events = self._reconcile(intent) if report is None else self._outcome(intent, report)
@@ -354,10 +263,9 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 "this tool call already started a different process",
                 details={"field": "tool_call", "id": intent.id},
             )
-        if self._ticket is not None and self._ticket.idem is not None:
-            outcome = intent.outcome if intent.status == "done" else None
-            if outcome is not None:
-                self.persist(result=lambda s: outcome)  # the idem record, for the next resend
+        if intent.status == "done" and self._ticket is not None and self._ticket.idem:
+            outcome = intent.outcome
+            self.persist(result=lambda s: outcome)  # the idem record, for the next resend
         return self._answer(intent)
 
     @staticmethod
@@ -381,7 +289,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         """The events that settle a start the runner reported on."""
         folder = Path(intent.spec["dir"])
         if report.startswith("ok "):
-            return self._started(intent, _read_status(folder))
+            return self._started(intent, read_status(folder))
         shutil.rmtree(folder, ignore_errors=True)
         return [settled(intent.id, "failed", {"error": report.removeprefix("error ")})]
 
@@ -406,93 +314,13 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
 
     def _reconcile(self, intent: Intent) -> list[NewEvent]:
         """Settle a start whose runner never reported (a crash, a kill -9, a hung runner) from
-        what the world shows: the claim, status.json, the processes' environments."""
-        folder = Path(intent.spec["dir"])
-        if not folder.is_dir() or claim(folder, f"monitor {self.ctx.journal.boot_id}"):
-            shutil.rmtree(folder, ignore_errors=True)  # the runner never started it, and now won't
-            self.log.info("{} was never started: its start is abandoned", intent.id)
-            why = "the gateway stopped before the process was started"
-            return [settled(intent.id, "not_started", {"reason": why})]
-        status = self._status_of_claimed(folder)
-        if "pid" in status:
-            return self._started(intent, status)
-        if "error" in status:
-            return [settled(intent.id, "failed", {"error": status["error"]})]
-        found = _find_by_effect(intent.id)
-        if found is not None:
-            return self._started(intent, found)
-        why = "its runner claimed the start and died before saying whether the process started"
-        self.log.warning("{}: {}", intent.id, why)
-        return [settled(intent.id, "unknown", {"reason": why})]
-
-    @staticmethod
-    def _status_of_claimed(folder: Path) -> dict[str, Any]:
-        """status.json of a start the runner claimed; while the runner lives and has not
-        written it yet (milliseconds), wait for it, at most START_TIMEOUT_S."""
-        owner = (folder / "claim").read_text(errors="replace").split()
-        runner_pid = int(owner[1]) if len(owner) == 2 and owner[1].isdigit() else None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            status = _read_status(folder)
-            if status or runner_pid is None or not is_alive(runner_pid, None):
-                return status or _read_status(folder)
-            if time.monotonic() > deadline:
-                return status
-            time.sleep(0.005)  # a blocking wait on another process's file: it has no event
-
-    def _environment(self, extra: dict[str, str] | None) -> dict[str, str]:
-        """The gateway's environment without its secrets, plus what the caller gave."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("TEK_")
-            and k not in self.secret_env
-            and not k.upper().endswith(_SECRET_SUFFIXES)
-        }
-        env.update(extra or {})
-        return env
-
-    @staticmethod
-    def _resolve(program: str, env: dict[str, str], cwd: str | None) -> None:
-        if "/" in program:
-            path = Path(cwd or ".", program) if not program.startswith("/") else Path(program)
-            if not path.is_file() or not os.access(path, os.X_OK):
-                raise InvalidValue(
-                    f"{program!r} is not an executable file",
-                    details={"path": "argv.0", "expected": "an executable program"},
-                )
-            return
-        if shutil.which(program, path=env.get("PATH", os.defpath)) is None:
-            raise InvalidValue(
-                f"no program {program!r} on the PATH",
-                details={"path": "argv.0", "expected": "a program on the PATH"},
-            )
-
-    def _launch(self, folder: Path) -> str | None:
-        """Start the runner and wait for its report (it comes within milliseconds); None if
-        none came (then only the claim can tell whether the process started)."""
-        read_fd, write_fd = os.pipe()
-        try:
-            with open(folder / "runner.log", "wb") as log:
-                runner = subprocess.Popen(
-                    [sys.executable, "-I", str(RUNNER), str(folder), str(write_fd)],
-                    pass_fds=(write_fd,),
-                    start_new_session=True,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    cwd=folder,
-                )
-            os.close(write_fd)
-            write_fd = -1
-            runner.wait(START_TIMEOUT_S)  # it forks the real runner and exits at once
-            ready, _, _ = select.select([read_fd], [], [], START_TIMEOUT_S)
-            report = os.read(read_fd, 65_536).decode(errors="replace").strip() if ready else ""
-        finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
-        return report if report.startswith(("ok ", "error ")) else None
+        what the world shows (spawn.settle_from_world)."""
+        owner = f"monitor {self.ctx.journal.boot_id}"
+        found, detail = settle_from_world(Path(intent.spec["dir"]), intent.id, owner)
+        self.log.info("{}: a start left unfinished was found {}", intent.id, found)
+        if found == "started":
+            return self._started(intent, detail)
+        return [settled(intent.id, found, detail)]
 
     @command("procs.logs", LogsPayload)
     def logs(self, payload: LogsPayload) -> dict[str, Any]:
@@ -589,21 +417,18 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
 
     def _check(self, record: ProcRecord, *, adopting: bool = False) -> None:
         folder = Path(record.dir)
-        status = _read_status(folder)
-        ended = "ended_at" in status and status.get("pid") == record.pid
-        record = self._tail(record, final=ended)
-        if ended:
-            self._exited(record, status.get("exit_code"), status.get("signal"), status["ended_at"])
-            return
-        if is_alive(record.pid, record.create_time):
-            if adopting:
-                self.log.info("re-adopted {} (pid {})", record.id, record.pid)
-            return
-        if record.runner_pid is not None and is_alive(record.runner_pid, None):
-            return  # the runner is reaping it and about to write the status
-        status = _read_status(folder)  # the runner is gone: what it wrote is all there will be
-        if "ended_at" in status and status.get("pid") == record.pid:
-            record = self._tail(record, final=True)
+        status = read_status(folder)
+        if not _records_end(status, record):
+            record = self._tail(record, final=False)
+            if is_alive(record.pid, record.create_time):
+                if adopting:
+                    self.log.info("re-adopted {} (pid {})", record.id, record.pid)
+                return
+            if record.runner_pid is not None and is_alive(record.runner_pid, None):
+                return  # the runner is reaping it and about to write the status
+            status = read_status(folder)  # the runner is gone: what it wrote is all there will be
+        record = self._tail(record, final=True)
+        if _records_end(status, record):
             self._exited(record, status.get("exit_code"), status.get("signal"), status["ended_at"])
             return
         reason = (
@@ -611,7 +436,6 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             if psutil.pid_exists(record.pid)
             else "it ended while its runner was gone: the exit status is unknown"
         )
-        record = self._tail(record, final=True)
         self.log.warning("{} is lost: {}", record.id, reason)
         self.persist(
             NewEvent(

@@ -16,6 +16,7 @@ import pytest
 from tek_actors import Client, Conflict, Gateway, InvalidRequest, InvalidValue, NotFound, Overloaded
 from tek_actors.home import TekHome
 from tek_actors.procs.runner import write_status
+from tek_actors.procs.spawn import read_status
 from tek_actors.store import Journal, NewEvent
 from tek_actors.testing import write_config
 
@@ -285,7 +286,7 @@ def test_an_exit_written_just_as_the_runner_goes_is_recorded_not_lost(
     def racing(pid: int, create_time: float | None) -> bool:
         if pid == proc["pid"]:
             return False  # the process has just ended ...
-        status = monitor._read_status(folder)
+        status = read_status(folder)
         if "ended_at" not in status:  # ... and its runner writes the end as it goes
             write_status(folder, {**status, "exit_code": 0, "signal": None, "ended_at": 1.0})
         return False
