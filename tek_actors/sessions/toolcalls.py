@@ -203,7 +203,7 @@ class CallRun:
             if _never_started(value):
                 self._again(lambda: self._begin(payload["policy_version"]), value)
             else:  # a crash mid-begin, or begun already: what the approval says now decides
-                self._again(lambda: self.start(recovering=True), value)
+                self.host.after(RETRY_S, Later(lambda: self.start(recovering=True)))
             return
         if value["status"] != "running":
             self.approval(value)  # the policy changed: denied, or pending again
