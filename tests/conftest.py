@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 
 from tek_actors import Client, Gateway
 from tek_actors.testing import write_config
@@ -38,3 +39,13 @@ def gateway_with(home: Path) -> Iterator[Start]:
     for gateway, client in opened:
         client.close()
         gateway.stop(grace_ms=0)
+
+
+@pytest.fixture
+def zctx() -> Iterator[zmq.Context[Any]]:
+    """A zmq context for raw sockets, destroyed (linger 0) afterwards."""
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        yield context
+    finally:
+        context.destroy(linger=0)

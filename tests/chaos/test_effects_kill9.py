@@ -8,7 +8,6 @@ randomized suite (test_random_chaos.py) covers the instants nobody named."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from tek_actors.testing import GatewayProcess
 from tests.conformance.conformance_client import RawClient
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
-
-
-@pytest.fixture
-def zctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
 
 
 def _raw(zctx: zmq.Context[Any], gateway: GatewayProcess) -> RawClient:

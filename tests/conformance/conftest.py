@@ -39,15 +39,6 @@ def tcp_gateway() -> Iterator[GatewayProcess]:
 
 
 @pytest.fixture
-def zctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
-
-
-@pytest.fixture
 def connect(zctx: zmq.Context[Any]) -> Iterator[Callable[..., RawClient]]:
     """connect(endpoint_or_gateway, name=...) -> RawClient; every client is closed afterwards."""
     clients: list[RawClient] = []

@@ -27,15 +27,6 @@ from tests.conformance.conformance_client import RawClient
 DOMAIN_REQUESTS = ["config.get", "sessions.list", "approvals.list", "procs.list"]
 
 
-@pytest.fixture
-def zctx() -> Iterator[zmq.Context[Any]]:
-    context: zmq.Context[Any] = zmq.Context()
-    try:
-        yield context
-    finally:
-        context.destroy(linger=0)
-
-
 def _served_at_once(raw: RawClient) -> None:
     """Every domain request, sent back to back with no pause, is answered ok."""
     sent = {}
