@@ -8,7 +8,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from loguru import logger
 from pydantic import Field, StrictInt, StrictStr, ValidationError
@@ -18,6 +18,7 @@ from tek_actors.transport._clients import ClientSession, compile_topics, topic_p
 from tek_actors.transport._contract import GatewayControl
 from tek_actors.transport._delivery import Delivery
 from tek_actors.wire import (
+    EmptyPayload,
     GracePayload,
     HelloPayload,
     Request,
@@ -37,6 +38,17 @@ class CrashPayload(WireModel):
     fail_starts: Annotated[StrictInt, Field(ge=0, le=100)] = 0
 
 
+M = TypeVar("M", bound=WireModel)
+
+
+def _strict(model: type[M], request: Request) -> M:
+    """The request's payload as `model` (unknown fields refused); invalid_request otherwise."""
+    try:
+        return model.model_validate(request.payload)
+    except ValidationError as exc:
+        raise invalid_request_from(exc, prefix="payload.") from exc
+
+
 class LocalRequests(Delivery):
     """Handlers keyed by type in LOCAL; each answers on the client's session."""
 
@@ -45,10 +57,7 @@ class LocalRequests(Delivery):
     _version: str
 
     def _hello(self, client: ClientSession, request: Request) -> None:
-        try:
-            hello = HelloPayload.model_validate(request.payload)
-        except ValidationError as exc:
-            raise invalid_request_from(exc, prefix="payload.") from exc
+        hello = _strict(HelloPayload, request)
         if self.settings.token is not None:
             expected = self.settings.token
             given = (hello.token or "").encode()
@@ -96,6 +105,7 @@ class LocalRequests(Delivery):
 
     def _bye(self, client: ClientSession, request: Request) -> None:
         """The client is closing: answer, then forget its session."""
+        _strict(EmptyPayload, request)
         self._reply(client, ok_reply(request.id, {}))
         self._flush(client)  # now: the session, and its queue, are gone next
         self._drop_client(client.identity)
@@ -103,29 +113,25 @@ class LocalRequests(Delivery):
     def _ping(self, client: ClientSession, request: Request) -> None:
         """Answered in every state (it says the process is alive, not that it serves:
         `state` says that; domain requests are served once it is "running" or "degraded")."""
+        _strict(EmptyPayload, request)
         result = {"boot_id": self.boot_id, "head_seq": self._head, "state": self._control.state}
         self._reply(client, ok_reply(request.id, result))
 
     def _status(self, client: ClientSession, request: Request) -> None:
+        _strict(EmptyPayload, request)
         status = self._control.status()
         status["clients"] = len(self._clients)
         status["head_seq"] = self._head
         self._reply(client, ok_reply(request.id, status))
 
     def _restart(self, client: ClientSession, request: Request, *, shutdown: bool) -> None:
-        try:
-            grace = GracePayload.model_validate(request.payload)
-        except ValidationError as exc:
-            raise invalid_request_from(exc, prefix="payload.") from exc
+        grace = _strict(GracePayload, request)
         reason = f"{request.type} requested by {client.client_id or 'a client'}"
         self._control.request_restart(grace.grace_ms, shutdown=shutdown, reason=reason)
         self._reply(client, ok_reply(request.id, {"accepted": True, "grace_ms": grace.grace_ms}))
 
     def _test_crash(self, client: ClientSession, request: Request) -> None:
-        try:
-            crash = CrashPayload.model_validate(request.payload)
-        except ValidationError as exc:
-            raise invalid_request_from(exc, prefix="payload.") from exc
+        crash = _strict(CrashPayload, request)
         actor = crash.actor
         done = self._control.inject_fault(actor, crash.fail_starts)
         if done is None:

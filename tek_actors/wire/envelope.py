@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
 PROTOCOL_VERSION = 1
 
@@ -34,6 +34,13 @@ class Request(WireModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     timeout_ms: Annotated[StrictInt, Field(gt=0, le=86_400_000)] | None = None
     idem: Annotated[StrictStr, Field(min_length=1, max_length=128)] | None = None
+
+    @field_validator("v", mode="before")
+    @classmethod
+    def _integer_version(cls, value: Any) -> Any:
+        if type(value) is not int:  # true and 1.0 equal 1 in Python; on the wire they are not
+            raise ValueError("v must be the integer 1 (the protocol version)")
+        return value
 
 
 class HelloPayload(WireModel):

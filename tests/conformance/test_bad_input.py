@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import msgpack
+import pytest
 
 from tests.conformance.conformance_client import (
     DEFAULT_REPLY_TIMEOUT_S,
@@ -60,6 +61,31 @@ def test_unknown_envelope_field(gateway: GatewayProcess, connect: Callable[..., 
     assert reply is not None, "no reply to a request with an unknown envelope field"
     error = assert_error(reply, "invalid_request", re="xf-1")
     assert error["details"]["field"] == "bogus"
+    _still_serving(client)
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1", 2, None])
+def test_v_is_the_integer_1_and_nothing_else(
+    gateway: GatewayProcess, connect: Callable[..., RawClient], version: object
+) -> None:
+    client = connect(gateway)
+    client.send({"v": version, "id": "v-1", "type": "gateway.ping", "payload": {}})
+    reply = client.recv_reply("v-1")
+    assert reply is not None, f"no reply to v={version!r}"
+    assert assert_error(reply, "invalid_request", re="v-1")["details"]["field"] == "v"
+    _still_serving(client)
+
+
+@pytest.mark.parametrize("type_", ["gateway.ping", "gateway.status", "bye", "hello"])
+def test_local_verbs_refuse_unknown_payload_fields(
+    gateway: GatewayProcess, connect: Callable[..., RawClient], type_: str
+) -> None:
+    client = connect(gateway)
+    payload = {"client_id": "strict", "bogus": 1} if type_ == "hello" else {"bogus": 1}
+    client.send({"v": 1, "id": "sf-1", "type": type_, "payload": payload})
+    reply = client.recv_reply("sf-1")
+    assert reply is not None, f"no reply to {type_} with an unknown field"
+    assert assert_error(reply, "invalid_request", re="sf-1")["details"]["field"] == "payload.bogus"
     _still_serving(client)
 
 
