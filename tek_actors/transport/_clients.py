@@ -16,7 +16,7 @@ import fnmatch
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Mode = Literal["none", "resyncing", "catchup", "live"]
 
@@ -63,6 +63,7 @@ class ClientSession:
     queued_events: int = 0
     last_sent: float = 0.0
     lagged: int = 0
+    closing: tuple[Any, ...] | None = None  # (bye's request id,): waiting for its replies
 
     def wants(self, name: str) -> bool:
         if name in CONTROL_EVENTS:

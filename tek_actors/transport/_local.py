@@ -55,6 +55,7 @@ class LocalRequests(Delivery):
     _control: GatewayControl
     _post: Callable[[tuple[Any, ...]], None]  # Frontend's thread-safe post to its own loop
     _version: str
+    _unanswered: Callable[[bytes, object], bool]  # Frontend: requests of a client not answered
 
     def _hello(self, client: ClientSession, request: Request) -> None:
         hello = _strict(HelloPayload, request)
@@ -104,9 +105,18 @@ class LocalRequests(Delivery):
             self._catching_up.add(client.identity)
 
     def _bye(self, client: ClientSession, request: Request) -> None:
-        """The client is closing: answer, then forget its session."""
+        """The client is closing: once every request it sent is answered, answer bye (so its
+        replies come first), then forget its session."""
         _strict(EmptyPayload, request)
-        self._reply(client, ok_reply(request.id, {}))
+        client.closing = (request.id,)
+        self._close_when_answered(client)
+
+    def _close_when_answered(self, client: ClientSession, *, besides: object = None) -> None:
+        """If `client` said bye and nothing it sent (other than `besides`, being answered now)
+        is still unanswered: bye's reply, then its session is gone."""
+        if client.closing is None or self._unanswered(client.identity, besides):
+            return
+        self._reply(client, ok_reply(client.closing[0], {}))
         self._flush(client)  # now: the session, and its queue, are gone next
         self._drop_client(client.identity)
 

@@ -564,11 +564,19 @@ class Frontend(LocalRequests):
             client = self._clients.get(pending.identity)
             if client is not None:
                 self._reply(client, reply)
+                self._close_when_answered(client, besides=pending)
         if waiters:
             for identity, request_id in pending.waiters:
                 other = self._clients.get(identity)
                 if other is not None:
                     self._reply(other, {**reply, "re": request_id})
+
+    def _unanswered(self, identity: bytes, besides: object = None) -> bool:
+        """Whether a request `identity` sent (other than `besides`) still awaits its reply."""
+        return any(
+            p.identity == identity and not p.expired and p is not besides
+            for p in self._pending.values()
+        )
 
     def _answer_error(self, pending: _Pending, error: TekError, *, waiters: bool = True) -> None:
         self._answer(pending, error_reply(pending.request_id, error.to_wire()), waiters=waiters)

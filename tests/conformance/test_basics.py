@@ -66,3 +66,29 @@ def test_status(gateway: GatewayProcess, connect: Callable[..., RawClient]) -> N
         assert isinstance(actor["restarts"], int) and not isinstance(actor["restarts"], bool)
         assert actor["last_error"] is None or isinstance(actor["last_error"], str)
     assert actors["probe"]["state"] == "running"
+
+
+def test_bye_comes_after_the_replies_to_everything_sent_before_it(
+    own_gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
+    """A socket that sends requests then `bye` gets every reply, then bye's: a request that was
+    taken is answered, even when its sender is leaving."""
+    client = connect(own_gateway)
+    sent = []
+    for value in range(1, 21):
+        env = client.envelope(
+            "config.set", {"path": "limits.tool_rounds", "value": value}, idem=f"bye-{value}"
+        )
+        client.send(env)
+        sent.append(env["id"])
+    bye = client.envelope("bye", {})
+    client.send(bye)
+    order = []
+    while len(order) < len(sent) + 1:
+        reply = client.recv_reply(None, match=lambda msg: "re" in msg, timeout=20)
+        assert reply is not None, f"replies stopped after {order}"
+        assert_ok(reply)
+        order.append(reply["re"])
+    assert order[-1] == bye["id"] and sorted(order[:-1]) == sorted(sent)
+    check = connect(own_gateway)
+    assert check.call("config.get", {"path": "limits.tool_rounds"})["value"] == 20
