@@ -57,6 +57,8 @@ class ProviderConfig(ConfigModel):
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # calls that may wait for its capacity (one caller at most a quarter of them)
+    max_waiting: Annotated[int, Field(ge=0, le=100_000)] = 256
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
@@ -72,6 +74,8 @@ class ModelConfig(ConfigModel):
     context_window: Annotated[int, Field(ge=256, le=100_000_000)] | None = None
     max_output_tokens: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     fallbacks: Annotated[list[Name], Field(max_length=8)] = []
+    # a call that finds this alias's provider busy may go to a later alias with a free worker
+    overflow_to_fallback: bool = False
 
     @field_validator("fallbacks")
     @classmethod

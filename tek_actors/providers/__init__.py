@@ -1,5 +1,6 @@
 """Model providers: adapters (OpenAI-compatible, Anthropic, local), one internal model of a call,
-and the ProviderActor with its breakers, retries and failover."""
+and the ProviderActor with its breakers (per provider and per model), its fair wait for a busy
+provider's capacity, retries and failover."""
 
 from tek_actors.providers.actor import ProviderActor
 from tek_actors.providers.messages import (

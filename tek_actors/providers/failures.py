@@ -5,6 +5,10 @@
     retry_after(headers)                                     seconds to wait, from any of the
                                                              headers providers use, or None
 
+Every failure says whose it is (`scope`): one model's (a 429, an overload that says so, an
+unknown model, a slow answer) or the provider's (no connection, a refused key, a 5xx); that picks
+the breaker it moves (breaker.py).
+
 Every message is scrubbed: the provider's own error text can echo a (partly masked) key, so the
 key and anything shaped like one are cut out before a message reaches a log, an event or a reply.
 """
@@ -20,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from tek_actors.providers.types import FailureKind, ProviderFailure
+from tek_actors.providers.types import FailureKind, ProviderFailure, Scope
 
 __all__ = ["classify", "from_transport", "retry_after", "scrub"]
 
@@ -112,6 +116,26 @@ _CONTEXT_PATTERNS = [
 ]
 
 
+# A model the provider does not serve: OpenAI's `model_not_found` ("The model `x` does not
+# exist"), vLLM ("The model `x` does not exist."), Ollama ("model 'x' not found, try pulling it
+# first"), LiteLLM's proxy ("Invalid model name passed in model=x"), OpenRouter ("x is not a valid
+# model ID"). Not past the end of a sentence (a dot and a space), so "This model's maximum
+# context length is 8192 tokens. However..." is not one; a dot in a name ("llama-3.1") is.
+_NO_MODEL = re.compile(
+    r"model_not_found|invalid model|unknown model|no such model|not a valid model"
+    r"|\bmodel\b(?:[^.]|\.(?!\s))*"
+    r"\b(?:not found|does not exist|is not (?:available|supported|served))",
+    re.IGNORECASE,
+)
+
+
+def _no_model(status: int, etype: str, lowered: str) -> bool:
+    if status not in (400, 404, 422):
+        return False
+    # Anthropic: 404 not_found_error "model: claude-x"
+    return bool(_NO_MODEL.search(lowered)) or (etype == "not_found_error" and "model" in lowered)
+
+
 def _context_numbers(message: str) -> dict[str, int] | None:
     for i, pattern in enumerate(_CONTEXT_PATTERNS):
         match = pattern.search(message)
@@ -166,6 +190,8 @@ def classify(
     ):
         kind = "context_too_long"
         details = _context_numbers(raw_message) or {}
+    elif _no_model(status, etype, lowered):
+        kind = "model_not_found"
     else:
         kind = "bad_request"
     label = " ".join(x for x in (etype, code) if x)
@@ -175,16 +201,30 @@ def classify(
         status=status,
         retry_after_s=wait,
         details=details,
+        scope=_scope(kind, status, lowered),
     )
+
+
+def _scope(kind: FailureKind, status: int, lowered: str) -> Scope | None:
+    """A plain 503 is the server's ("Service Unavailable"); an overload that says so (529,
+    `overloaded_error`) is the model's. Otherwise the kind decides (types.MODEL_SCOPED)."""
+    if kind == "overloaded" and status == 503 and "overload" not in lowered:
+        return "provider"
+    return None
 
 
 def from_transport(exc: httpx.HTTPError, *, provider: str, started: bool) -> ProviderFailure:
     """The failure an httpx exception means (`started`: output had already been streamed)."""
     what = type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
-        phase = "connecting" if isinstance(exc, httpx.ConnectTimeout) else "waiting"
+        # Not reaching the server is the provider's; a server slow to answer is slow for the
+        # model it runs (a proxy's other models may be quick).
+        connecting = isinstance(exc, httpx.ConnectTimeout)
         return ProviderFailure(
-            "timeout", f"{provider}: timed out {phase} ({what})", started=started
+            "timeout",
+            f"{provider}: timed out {'connecting' if connecting else 'waiting'} ({what})",
+            started=started,
+            scope="provider" if connecting else "model",
         )
     if isinstance(exc, httpx.ConnectError):
         return ProviderFailure(

@@ -1,8 +1,12 @@
 """How other actors (sessions) ask the ProviderActor for a completion, and hear back.
 
-send("providers", Complete(call_id, alias, request, reply_to=self.actor_ref))
+send("providers", Complete(call_id, alias, request, reply_to=self.actor_ref, session=sid))
 -> CompletionDelta(call_id, text)     zero or more, as text streams in
 -> CompletionDone(call_id, completion, error)   exactly once
+
+A provider at capacity makes the call wait its turn (published as `provider.waiting`); nothing
+is sent to the caller meanwhile. The wait ends in the CompletionDone: the answer, or `timeout`
+if the call's deadline passed while it waited, or `overloaded` if the provider's queue was full.
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ __all__ = ["CallKnown", "CallQuery", "Complete", "CompletionDelta", "CompletionD
 
 @dataclass(frozen=True, slots=True)
 class Complete:
+    """`session`: the session the call is for. A provider at capacity serves waiting calls
+    round robin per session (per `reply_to` actor without one), and `provider.waiting` names
+    it, so a client can show which conversation waits."""
+
     call_id: str
     alias: str | None  # None: the default model
     request: ModelRequest = field(repr=False)
     reply_to: pykka.ActorRef[Any] = field(repr=False)
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,6 @@
 """A provider's runtime: its HTTP client, its worker threads, and the fingerprint of the
-configuration they were made for (a new fingerprint means a new runtime)."""
+configuration they were made for (a new fingerprint means a new runtime). `run` sends one
+attempt to a worker and reports how it went through a callback, from that worker's thread."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ import time
 from collections.abc import Callable
 
 import httpx
+from loguru import logger
 
 from tek_actors.config.model import ProviderConfig
+from tek_actors.providers.adapters import Adapter, Target
+from tek_actors.providers.adapters.base import OnDelta
+from tek_actors.providers.types import Completion, ModelRequest, ProviderFailure
 
-__all__ = ["ProviderRuntime", "Workers", "fingerprint"]
+__all__ = ["Outcome", "ProviderRuntime", "Workers", "fingerprint"]
+
+# How an attempt went: (completion, None), (None, failure), or (None, None) for "stale" (it was
+# queued on a runtime retired by a configuration change, and never sent, so it is sent again).
+Outcome = Callable[[Completion | None, ProviderFailure | None], None]
 
 
 class Workers:
@@ -67,6 +76,46 @@ class ProviderRuntime:
             follow_redirects=False,
         )
         self.pool = Workers(cfg.concurrency, f"tek-provider-{name}")
+
+    @property
+    def capacity(self) -> int:
+        """Calls it runs at once (one per worker); more wait in the actor's admission queue."""
+        return self.cfg.concurrency
+
+    def run(
+        self,
+        adapter: Adapter,
+        target: Target,
+        request: ModelRequest,
+        on_delta: OnDelta,
+        report: Outcome,
+    ) -> None:
+        """Send one attempt on a worker; `report` is called once, on the worker's thread (or on
+        the caller's, as stale, if the workers are closed). Never blocks."""
+
+        def work() -> None:
+            if self.retired:  # queued before a configuration change: not sent
+                report(None, None)
+                return
+            try:
+                completion = adapter.call(self.http, target, request, on_delta)
+            except ProviderFailure as failure:
+                if self.retired and not failure.started:
+                    report(None, None)
+                else:
+                    report(None, failure)
+                return
+            except Exception as exc:  # an adapter bug: visible, never a retry storm
+                logger.opt(exception=exc).error("the {} adapter failed", self.cfg.kind)
+                message = f"{self.name}: tek's {self.cfg.kind} adapter failed: {exc!r}"
+                report(None, ProviderFailure("bad_request", message))
+                return
+            report(completion, None)
+
+        try:
+            self.pool.submit(work)
+        except RuntimeError:  # the pool was shut down under us: the same as stale
+            report(None, None)
 
     def close(self) -> None:
         self.retired = True

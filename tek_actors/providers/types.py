@@ -16,6 +16,7 @@ from tek_actors.wire import WireModel
 __all__ = [
     "CALLER_FAULTS",
     "DISABLING",
+    "MODEL_SCOPED",
     "TRANSIENT",
     "CompletePayload",
     "Completion",
@@ -24,6 +25,7 @@ __all__ = [
     "ModelRequest",
     "NamePayload",
     "ProviderFailure",
+    "Scope",
     "ToolCall",
     "ToolSpec",
     "Usage",
@@ -89,10 +91,11 @@ class Completion(_Frozen):
 
 
 FailureKind = Literal[
-    "rate_limited",  # 429: opens the breaker for max(Retry-After, 60 s)
-    "overloaded",  # 529 / 503 overloaded: retried, counts toward the breaker
+    "rate_limited",  # 429: opens the model's breaker for max(Retry-After, 60 s)
+    "overloaded",  # 529 / 503 overloaded: retried, counts toward the model's breaker
+    "model_not_found",  # the provider does not serve the model: its breaker opens at once
     "server_error",  # 5xx
-    "timeout",
+    "timeout",  # connecting: the provider's; waiting for the reply: the model's
     "connection",  # refused, reset, DNS, TLS
     "auth",  # 401/403: provider disabled until its configuration changes
     "quota",  # insufficient_quota / billing: disabled too, never retried
@@ -110,11 +113,20 @@ TRANSIENT = frozenset(
 )
 # Failures that disable the provider until its configuration changes.
 DISABLING = frozenset({"auth", "quota", "unconfigured"})
+# Failures of one model of a provider (a multi-model server, a proxy, a router answers for each
+# model on its own): they move the breaker of (provider, model), never the provider's (a context
+# overflow moves none: it is the caller's). The rest are the provider's (a server that cannot be
+# reached, a key it refuses), and move its breaker.
+MODEL_SCOPED = frozenset({"rate_limited", "overloaded", "model_not_found", "context_too_long"})
+
+Scope = Literal["provider", "model"]
 
 
 class ProviderFailure(Exception):
     """A failed call. `started`: text or a tool call had already been streamed (so no retry and
-    no failover: the caller keeps `partial`). Messages never contain keys or headers."""
+    no failover: the caller keeps `partial`). `scope`: whose breaker it moves, the provider's or
+    the model's (by default from `kind`, see MODEL_SCOPED). Messages never contain keys or
+    headers."""
 
     def __init__(
         self,
@@ -126,9 +138,11 @@ class ProviderFailure(Exception):
         started: bool = False,
         partial: Completion | None = None,
         details: dict[str, Any] | None = None,
+        scope: Scope | None = None,
     ) -> None:
         super().__init__(message)
         self.kind: FailureKind = kind
+        self.scope: Scope = scope or ("model" if kind in MODEL_SCOPED else "provider")
         self.message = message
         self.status = status
         self.retry_after_s = retry_after_s
@@ -137,7 +151,7 @@ class ProviderFailure(Exception):
         self.details = details or {}
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "message": self.message}
+        out: dict[str, Any] = {"kind": self.kind, "message": self.message, "scope": self.scope}
         if self.status is not None:
             out["status"] = self.status
         if self.retry_after_s is not None:

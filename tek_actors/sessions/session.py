@@ -420,7 +420,9 @@ class ModelSessionActor(PersistentActor[SessionState]):
         )
         call_id = f"{self.turn}/{uuid.uuid4().hex[:8]}"
         request = ModelRequest(messages=messages, tools=tools)
-        self.call = Complete(call_id, self.state.model, request, self.actor_ref)
+        self.call = Complete(
+            call_id, self.state.model, request, self.actor_ref, session=self.session_id
+        )
         self._send_call(self.call)
 
     def _send_call(self, call: Complete) -> None:

@@ -14,7 +14,18 @@ dropped connections and mid-stream errors. Standard library only.
 
 Script keys (all optional): status, error_type, error_message, error_code, headers, text,
 tool_calls ([{"id", "name", "arguments"}]), usage ({"input_tokens", "output_tokens"}), delay_s,
-chunk_delay_s, drop_after_chunks, midstream_error ({"type", "message"}), finish_reason, close.
+chunk_delay_s, drop_after_chunks, midstream_error ({"type", "message"}), finish_reason, close,
+ignore_stream (answer one JSON body even when the request asked for a stream, as some servers
+do).
+
+A busy server, without timing: `hold()` makes every completion request wait once it is recorded
+(before its script is taken) until the test lets it go with `release(n)`, oldest first;
+`wait_for_held(n)` blocks until n wait at once. `stop()` lets held requests go unanswered.
+
+    fake.hold()
+    ...  # send calls
+    fake.wait_for_held(1)   # one reached the server and waits there
+    fake.release(1)         # it is answered now, with the next script
 
 Like the real APIs, requests are checked before any script is consumed: a body must be a JSON
 object with `model` and `messages` (Anthropic also `max_tokens`), and Anthropic requires the
@@ -69,6 +80,7 @@ SCRIPT_KEYS = frozenset(
         "midstream_error",
         "finish_reason",
         "close",
+        "ignore_stream",
     }
 )
 _PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
@@ -98,6 +110,8 @@ class FakeProvider:
         self._requests: list[Recorded] = []
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
+        self._holding = False
+        self._held: deque[threading.Event] = deque()  # one gate per held request, oldest first
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -121,6 +135,7 @@ class FakeProvider:
         if server is None or thread is None or self._stopping.is_set():
             return
         self._stopping.set()
+        self.release_all()
         server.shutdown()
         with self._cond:
             connections = list(self._connections)
@@ -170,6 +185,51 @@ class FakeProvider:
             if not self._cond.wait_for(lambda: len(self._requests) >= n, timeout):
                 raise TimeoutError(f"{len(self._requests)} of {n} requests after {timeout} s")
             return list(self._requests)
+
+    def hold(self) -> None:
+        """From now on, hold every completion request until `release` lets it go."""
+        with self._cond:
+            self._holding = True
+
+    def release(self, n: int = 1) -> None:
+        """Let the n oldest held requests go on; ValueError if fewer are held."""
+        with self._cond:
+            if n > len(self._held):
+                raise ValueError(f"{len(self._held)} requests are held, not {n}")
+            gates = [self._held.popleft() for _ in range(n)]
+        for gate in gates:
+            gate.set()
+
+    def release_all(self) -> None:
+        """Stop holding, and let every held request go on."""
+        with self._cond:
+            self._holding = False
+            gates = list(self._held)
+            self._held.clear()
+        for gate in gates:
+            gate.set()
+
+    @property
+    def held(self) -> int:
+        with self._cond:
+            return len(self._held)
+
+    def wait_for_held(self, n: int, timeout: float = 10.0) -> None:
+        """Block until at least n requests are held at once; TimeoutError if that takes too
+        long."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._held) >= n, timeout):
+                raise TimeoutError(f"{len(self._held)} of {n} requests held after {timeout} s")
+
+    def _gate(self) -> threading.Event | None:
+        """A held request's gate (None when not holding)."""
+        with self._cond:
+            if not self._holding or self._stopping.is_set():
+                return None
+            gate = threading.Event()
+            self._held.append(gate)
+            self._cond.notify_all()
+            return gate
 
     def _record(self, request: Recorded) -> None:
         with self._cond:
@@ -263,6 +323,12 @@ class _Handler(BaseHTTPRequestHandler):
             status, message = invalid or (400, "the body must be a JSON object")
             self._send_json(status, _error(kind, status, message))
             return
+        gate = self.provider._gate()
+        if gate is not None:
+            gate.wait()
+            if self.provider._stopping.is_set():
+                self.close_connection = True
+                return
         script = self.provider._next_script()
         if self._wait(script.get("delay_s")) or script.get("close"):
             self.close_connection = True
@@ -280,7 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(status, error, extra)
             return
         reply = _reply(kind, body, script)
-        if body.get("stream"):
+        if body.get("stream") and not script.get("ignore_stream"):
             if kind == "openai":
                 include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 chunks = _openai_chunks(reply, include_usage)

@@ -75,7 +75,8 @@ def test_scrub_cuts_keys_bearer_tokens_and_length() -> None:
         (503, "", "overloaded"),
         (500, "<html>oops</html>", "server_error"),
         (502, "", "server_error"),
-        (404, '{"error": {"message": "model not found"}}', "bad_request"),
+        (404, '{"error": {"message": "model not found"}}', "model_not_found"),
+        (404, '{"error": {"message": "Unknown request URL: POST /v2/x"}}', "bad_request"),
         (
             413,
             '{"type": "error", "error": {"type": "request_too_large", "message": "too big"}}',
@@ -111,3 +112,63 @@ def test_transport_errors_say_whether_output_had_started() -> None:
         httpx.RemoteProtocolError("cut", request=request), provider="p", started=True
     )
     assert broken.kind == "stream_broken" and broken.started
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # OpenAI
+        (
+            404,
+            '{"error": {"message": "The model `gpt-4.1-x` does not exist or you do not have '
+            'access to it.", "type": "invalid_request_error", "code": "model_not_found"}}',
+        ),
+        # vLLM, a dot in the name
+        (404, '{"object": "error", "message": "The model `Llama-3.1-8B` does not exist."}'),
+        # Ollama
+        (404, '{"error": "model \\"llama9\\" not found, try pulling it first"}'),
+        # LiteLLM's proxy
+        (400, '{"error": {"message": "Invalid model name passed in model=nope."}}'),
+        # Anthropic
+        (404, '{"type": "error", "error": {"type": "not_found_error", "message": "model: x"}}'),
+    ],
+)
+def test_a_model_the_provider_does_not_serve_is_the_model_s_failure(status: int, body: str) -> None:
+    failure = classify(status, {}, body, provider="p")
+    assert failure.kind == "model_not_found" and failure.scope == "model"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "scope"),
+    [
+        (429, "", "model"),
+        (529, '{"type": "error", "error": {"type": "overloaded_error"}}', "model"),
+        (503, '{"error": {"message": "the model is overloaded"}}', "model"),
+        (503, "", "provider"),  # a plain Service Unavailable is the server's
+        (500, "", "provider"),
+        (401, "", "provider"),
+        (429, '{"error": {"code": "insufficient_quota"}}', "provider"),
+    ],
+)
+def test_each_answer_belongs_to_the_model_or_to_the_provider(
+    status: int, body: str, scope: str
+) -> None:
+    assert classify(status, {}, body, provider="p").scope == scope
+
+
+def test_a_context_overflow_is_not_a_missing_model() -> None:
+    body = (
+        '{"error": {"code": "context_length_exceeded", "message": "This model\'s maximum '
+        'context length is 8192 tokens. However, the model does not exist in 9000 tokens."}}'
+    )
+    assert classify(400, {}, body, provider="p").kind == "context_too_long"
+
+
+def test_not_reaching_the_server_is_the_provider_s_and_a_slow_answer_the_model_s() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1/")
+    refused = httpx.ConnectError("refused", request=request)
+    assert from_transport(refused, provider="p", started=False).scope == "provider"
+    connecting = httpx.ConnectTimeout("slow", request=request)
+    assert from_transport(connecting, provider="p", started=False).scope == "provider"
+    waiting = httpx.ReadTimeout("slow", request=request)
+    assert from_transport(waiting, provider="p", started=False).scope == "model"

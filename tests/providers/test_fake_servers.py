@@ -463,3 +463,48 @@ def test_unknown_script_keys_are_refused() -> None:
     fake = FakeProvider("openai")
     with pytest.raises(ValueError, match="dealy_s"):
         fake.script({"dealy_s": 1})
+
+
+def test_held_requests_wait_until_released_oldest_first() -> None:
+    with ThreadPoolExecutor(3) as pool, FakeProvider("openai") as fake:
+        fake.hold()
+        fake.script({"text": "first out"}, {"text": "second out"})
+        older = pool.submit(post, fake, openai_body("a"))
+        fake.wait_for_held(1)
+        newer = pool.submit(post, fake, openai_body("b"))
+        fake.wait_for_held(2)
+        assert not older.done() and not newer.done() and fake.held == 2
+        fake.release(1)
+        assert older.result(10).json()["choices"][0]["message"]["content"] == "first out"
+        assert not newer.done()
+        with pytest.raises(ValueError, match="1 requests are held, not 2"):
+            fake.release(2)
+        fake.release_all()
+        assert newer.result(10).json()["choices"][0]["message"]["content"] == "second out"
+        assert post(fake, openai_body()).status_code == 200  # no longer holding
+
+
+def test_stop_lets_held_requests_go_unanswered() -> None:
+    with ThreadPoolExecutor(1) as pool, FakeProvider("anthropic") as fake:
+        fake.hold()
+        pending = pool.submit(post, fake, anthropic_body())
+        fake.wait_for_held(1)
+        fake.stop()
+        with pytest.raises(httpx.TransportError):
+            pending.result(10)
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_ignore_stream_answers_a_stream_request_with_one_json_body(kind: str) -> None:
+    with FakeProvider(kind) as fake:
+        fake.script({"ignore_stream": True, "text": "whole"})
+        body = openai_body(stream=True) if kind == "openai" else anthropic_body(stream=True)
+        response = post(fake, body)
+        assert response.headers["content-type"] == "application/json"
+        payload = response.json()
+        text = (
+            payload["choices"][0]["message"]["content"]
+            if kind == "openai"
+            else payload["content"][0]["text"]
+        )
+        assert text == "whole"

@@ -274,13 +274,15 @@ def test_a_429_fails_over_opens_the_breaker_and_honours_retry_after(
     assert reply["fallback_from"] == ["main"]
     health = client.next_event(5)
     assert health is not None and health["data"]["provider"] == "p1"
+    assert health["data"]["model"] == "m1"  # a 429 is the model's: p1's own breaker is closed
     assert health["data"]["state"] == "rate_limited"
     assert health["data"]["until"] == pytest.approx(clock.time() + 120)  # > the 60 s floor
     for _ in range(3):  # while open, nothing reaches the primary
         assert ask(client)["provider"] == "p2"
     assert len(openai_server.requests) == 1
     clock.advance(121)  # half-open: one trial goes through
-    assert client.call("providers.status")["providers"]["p1"]["breaker"] == "half_open"
+    p1 = client.call("providers.status")["providers"]["p1"]
+    assert p1["breaker"] == "healthy" and p1["models"]["m1"]["breaker"] == "half_open"
     assert ask(client)["provider"] == "p1"
     assert len(openai_server.requests) == 2
     recovered = client.next_event(5)
@@ -339,15 +341,16 @@ def test_breaker_state_survives_a_restart(
     openai_server: FakeProvider, second_openai: FakeProvider, gateway_on: Start
 ) -> None:
     clock = FakeClock()
-    openai_server.script({"status": 429, "headers": {"retry-after": "300"}})
+    openai_server.script(*[{"status": 500}] * 3)  # the provider's own breaker opens
     gateway, client = gateway_on(provider_config(openai_server, second_openai), clock=clock)
-    ask(client)
+    for _ in range(3):
+        ask(client)
     until = client.call("providers.status")["providers"]["p1"]["until"]
     gateway.restart()
     after = client.call("providers.status")["providers"]["p1"]
-    assert after["state"] == "rate_limited" and after["until"] == until
+    assert after["state"] == "open" and after["until"] == until
     assert ask(client)["provider"] == "p2"
-    assert len(openai_server.requests) == 1  # the restarted gateway did not hammer it
+    assert len(openai_server.requests) == 3  # the restarted gateway did not hammer it
 
 
 # -- streams that break ----------------------------------------------------------------------

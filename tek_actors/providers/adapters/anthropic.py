@@ -3,7 +3,8 @@
 Named server-sent events: `message_start` (input usage), per content block `content_block_start`
 / `content_block_delta` (`text_delta`, or `input_json_delta` pieces of a `tool_use`'s input) /
 `content_block_stop`, then `message_delta` (stop reason, output usage) and `message_stop`.
-`error` events can come mid-stream (`overloaded_error`). System messages go to `system`; tool
+`error` events can come mid-stream (`overloaded_error`). A server that ignores `stream` answers
+one `message` body (its `content` blocks) or an `error` one. System messages go to `system`; tool
 results are `tool_result` blocks in a user turn, paired with their `tool_use` by id; consecutive
 turns of one role are merged, as the API wants them to alternate.
 """
@@ -100,7 +101,45 @@ class AnthropicAdapter(Adapter):
         if target.key:
             headers["x-api-key"] = target.key
         url = f"{(target.base_url or 'https://api.anthropic.com').rstrip('/')}/v1/messages"
-        return self.stream(http, Reply(target, on_delta), url, headers, body, _read)
+        return self.stream(http, Reply(target, on_delta), url, headers, body, _read, _read_body)
+
+
+def _error(err: dict[str, Any], reply: Reply, where: str) -> ProviderFailure:
+    kind = _ERROR_KINDS.get(str(err.get("type")), "server_error")
+    return ProviderFailure(
+        kind,  # type: ignore[arg-type]
+        f"{reply.target.provider}: error in the {where}: {err.get('type')}: "
+        + scrub(str(err.get("message")), reply.target.key),
+    )
+
+
+def _read_body(body: dict[str, Any], reply: Reply) -> None:
+    """A `message` body: the whole reply at once."""
+    if body.get("type") == "error" or isinstance(body.get("error"), dict):
+        raise _error(body.get("error") or {}, reply, "answer")
+    usage = body.get("usage") or {}
+    reply.usage = Usage(
+        input_tokens=int(usage.get("input_tokens") or 0),
+        output_tokens=int(usage.get("output_tokens") or 0),
+    )
+    calls = 0
+    for block in body.get("content") or []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            reply.emit(str(block.get("text") or ""))
+        elif block.get("type") == "tool_use":
+            reply.call_part(
+                calls,
+                id=block.get("id") or "",
+                name=block.get("name") or "",
+                arguments=json.dumps(block.get("input") or {}),
+            )
+            calls += 1
+    stop = body.get("stop_reason")
+    if stop:
+        reply.finish = _FINISH.get(stop, "stop")
+    reply.done = True
 
 
 def _read(lines: Iterator[str], reply: Reply) -> None:
@@ -143,10 +182,4 @@ def _read(lines: Iterator[str], reply: Reply) -> None:
             reply.done = True
             return
         elif kind == "error":
-            err = event.get("error") or {}
-            failure = _ERROR_KINDS.get(str(err.get("type")), "server_error")
-            raise ProviderFailure(
-                failure,  # type: ignore[arg-type]
-                f"{provider}: error in the stream: {err.get('type')}: "
-                + scrub(str(err.get("message")), reply.target.key),
-            )
+            raise _error(event.get("error") or {}, reply, "stream")

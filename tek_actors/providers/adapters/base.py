@@ -5,6 +5,10 @@ An adapter turns a `ModelRequest` into one streamed HTTP call and the stream int
 provider's worker thread and blocks; it raises `ProviderFailure` and nothing else. A failure
 after output was streamed carries `started=True` and the `partial` reply, so the caller keeps
 what was shown instead of retrying (which would show it twice).
+
+A server may ignore `stream: true` and answer with one JSON body (`application/json`; some
+proxies and small servers do): that body is read as the whole reply, its text given to
+`on_delta` in one piece.
 """
 
 from __future__ import annotations
@@ -120,8 +124,10 @@ class Adapter(abc.ABC):
         headers: dict[str, str],
         body: dict[str, Any],
         read: Callable[[Iterator[str], Reply], None],
+        read_body: Callable[[Any, Reply], None],
     ) -> Completion:
-        """POST `body`, feed the response's lines to `read`, and check the stream ended."""
+        """POST `body`, feed the response's lines to `read` (or, when the server answered with
+        one JSON body instead of a stream, that body to `read_body`), and check it ended."""
         target = reply.target
         deadline = time.monotonic() + target.timeout_s
         try:
@@ -134,7 +140,10 @@ class Adapter(abc.ABC):
                         provider=target.provider,
                         key=target.key,
                     )
-                read(_within(response.iter_lines(), deadline, target.provider), reply)
+                if _is_json(response):
+                    read_body(_json_body(response.read(), target.provider), reply)
+                else:
+                    read(_within(response.iter_lines(), deadline, target.provider), reply)
         except httpx.HTTPError as exc:
             raise reply.broken(
                 from_transport(exc, provider=target.provider, started=reply.streamed)
@@ -153,8 +162,25 @@ class Adapter(abc.ABC):
 def _within(lines: Iterator[str], deadline: float, provider: str) -> Iterator[str]:
     for line in lines:
         if time.monotonic() > deadline:
-            raise ProviderFailure("timeout", f"{provider}: the reply took longer than timeout_s")
+            raise ProviderFailure(
+                "timeout", f"{provider}: the reply took longer than timeout_s", scope="model"
+            )
         yield line
+
+
+def _is_json(response: httpx.Response) -> bool:
+    media = str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _json_body(data: bytes, provider: str) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ProviderFailure("server_error", f"{provider}: the answer is not a JSON object")
+    return body
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, str]]:

@@ -4,6 +4,7 @@ server and LM Studio, which speak the same API.
 Server-sent `data:` chunks ending in `data: [DONE]`; text in `choices[0].delta.content`; tool
 calls as deltas keyed by `index` whose `function.arguments` is a JSON string split across
 chunks; usage in a last chunk with no choices (asked for with `stream_options.include_usage`).
+A server that ignores `stream` answers one `chat.completion` body (`choices[0].message`).
 """
 
 from __future__ import annotations
@@ -81,7 +82,47 @@ class OpenAIAdapter(Adapter):
         if target.key:
             headers["authorization"] = f"Bearer {target.key}"
         url = f"{(target.base_url or 'https://api.openai.com/v1').rstrip('/')}/chat/completions"
-        return self.stream(http, Reply(target, on_delta), url, headers, body, _read)
+        return self.stream(http, Reply(target, on_delta), url, headers, body, _read, _read_body)
+
+
+def _stream_error(err: dict[str, Any], reply: Reply, where: str) -> ProviderFailure:
+    overloaded = "overload" in str(err.get("type", ""))
+    kind: FailureKind = "overloaded" if overloaded else "server_error"
+    message = scrub(str(err.get("message")), reply.target.key)
+    return ProviderFailure(kind, f"{reply.target.provider}: error in the {where}: {message}")
+
+
+def _usage(usage: dict[str, Any]) -> Usage:
+    return Usage(
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+    )
+
+
+def _read_body(body: dict[str, Any], reply: Reply) -> None:
+    """A `chat.completion` body: the whole reply at once."""
+    if isinstance(body.get("error"), dict):
+        raise _stream_error(body["error"], reply, "answer")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ProviderFailure("server_error", f"{reply.target.provider}: the answer has no choices")
+    if isinstance(body.get("usage"), dict):
+        reply.usage = _usage(body["usage"])
+    message = choices[0].get("message") or {}
+    if isinstance(message.get("content"), str):
+        reply.emit(message["content"])
+    for index, call in enumerate(message.get("tool_calls") or []):
+        fn = call.get("function") or {}
+        arguments = fn.get("arguments")
+        reply.call_part(
+            index,
+            id=call.get("id") or "",
+            name=fn.get("name") or "",
+            arguments=arguments if isinstance(arguments, str) else json.dumps(arguments or {}),
+        )
+    if choices[0].get("finish_reason"):
+        reply.finish = _FINISH.get(choices[0]["finish_reason"], "stop")
+    reply.done = True
 
 
 def _read(lines: Iterator[str], reply: Reply) -> None:
@@ -97,17 +138,10 @@ def _read(lines: Iterator[str], reply: Reply) -> None:
                 "stream_broken", f"{provider}: a stream chunk is not JSON"
             ) from None
         if isinstance(chunk.get("error"), dict):
-            err = chunk["error"]
-            overloaded = "overload" in str(err.get("type", ""))
-            kind: FailureKind = "overloaded" if overloaded else "server_error"
-            message = scrub(str(err.get("message")), reply.target.key)
-            raise ProviderFailure(kind, f"{provider}: error in the stream: {message}")
+            raise _stream_error(chunk["error"], reply, "stream")
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            reply.usage = Usage(
-                input_tokens=int(usage.get("prompt_tokens") or 0),
-                output_tokens=int(usage.get("completion_tokens") or 0),
-            )
+            reply.usage = _usage(usage)
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             content = delta.get("content")
