@@ -47,19 +47,12 @@ from tek_actors.providers import (
 )
 from tek_actors.providers.tokens import estimate_tokens
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
-from tek_actors.runtime.effects import IntentLog, apply_effect, intended, settled
-from tek_actors.runtime.killpoints import kill_point
+from tek_actors.runtime.effects import IntentLog, apply_effect
 from tek_actors.sessions import context
 from tek_actors.sessions.messages import Passivate, Passivated
-from tek_actors.sessions.toolcalls import WATCH_S, CallRun, Later, ToolRound, UnknownOutcome
-from tek_actors.sessions.tools import (
-    PlannedCall,
-    ToolError,
-    look_for_write,
-    perform_write,
-    tool_specs,
-    write_intent,
-)
+from tek_actors.sessions.toolcalls import WATCH_S, CallRun, Later, ToolRound
+from tek_actors.sessions.tools import tool_specs
+from tek_actors.sessions.writes import settle_unfinished_writes
 from tek_actors.store import NewEvent
 from tek_actors.wire import WireModel
 
@@ -248,35 +241,8 @@ class ModelSessionActor(PersistentActor[SessionState]):
 
     def on_begin(self) -> None:
         super().on_begin()
-        for intent in self.state.intents.pending():  # a write cut short by a crash
-            status, outcome = look_for_write(intent.spec)
-            self.log.info("{}: the write of {} was {}", intent.id, intent.spec["path"], status)
-            self.persist(settled(intent.id, status, outcome))  # type: ignore[arg-type]
+        settle_unfinished_writes(self)  # before anything: a write cut short by a crash
         self._next_turn(recovering=True)  # a turn cut short by a crash carries on
-
-    def write_once(self, key: str, planned: PlannedCall) -> dict[str, Any]:
-        """Run a write_file call at most once under `key` (its approval): the intent is
-        journaled first; asked again (after a restart), the first write's outcome. ToolError
-        if it failed (nothing was written) or if whether it happened is unknown."""
-        known = self.state.intents.find(key)
-        if known is None:
-            intent_id = "w-" + uuid.uuid4().hex[:12]
-            spec = write_intent(planned, intent_id)
-            boot = self.ctx.journal.boot_id
-            now = self.ctx.clock.time()
-            self.persist(intended(intent_id, "file.write", spec, key=key, boot=boot, at=now))
-            kill_point("tools.write_intended")
-            try:
-                result = perform_write(planned, spec)
-            except ToolError as err:
-                self.persist(settled(intent_id, "failed", {"error": str(err)}))
-                raise
-            kill_point("tools.written")
-            self.persist(settled(intent_id, "done", result))
-            known = self.state.intents.items[intent_id]
-        if known.status == "done":
-            return dict(known.outcome or {})
-        raise UnknownOutcome((known.outcome or {}).get("reason") or "the write's outcome")
 
     # -- requests ----------------------------------------------------------------------------
 

@@ -36,11 +36,12 @@ from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.providers import ToolCall
 from tek_actors.runtime.killpoints import kill_point
 from tek_actors.sessions.tools import PlannedCall, ToolError, bound_output, plan_call, run_file_tool
+from tek_actors.sessions.writes import UnknownOutcome, write_once
 
 if TYPE_CHECKING:
     from tek_actors.sessions.session import ModelSessionActor
 
-__all__ = ["CallRun", "Later", "ToolRound", "UnknownOutcome"]
+__all__ = ["CallRun", "Later", "ToolRound"]
 
 RETRY_S = 0.5  # another actor was not running: ask again
 WATCH_S = 5.0  # how often a watch is sent again while waiting (its actor may have restarted)
@@ -52,10 +53,6 @@ class Later:
     """A step of a call, due after a delay (the session runs `step` when it gets this)."""
 
     step: Callable[[], None] = field(repr=False)
-
-
-class UnknownOutcome(Exception):
-    """Whether an effect happened cannot be told (runtime/effects.py): report, never re-run."""
 
 
 def _never_started(value: Any) -> bool:
@@ -221,7 +218,7 @@ class CallRun:
         if planned.kind != "process":
             try:
                 if planned.kind == "write_file":
-                    result = self.host.write_once(self.approval_id, planned)
+                    result = write_once(self.host, self.approval_id, planned)
                 else:
                     result = run_file_tool(planned, self.host.config.limits.tool_output_bytes)
             except ToolError as err:

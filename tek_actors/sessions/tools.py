@@ -21,7 +21,6 @@ reaches the approval actor: nothing would run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -39,12 +38,9 @@ __all__ = [
     "PlannedCall",
     "ToolError",
     "bound_output",
-    "look_for_write",
-    "perform_write",
     "plan_call",
     "run_file_tool",
     "tool_specs",
-    "write_intent",
 ]
 
 Kind = Literal["process", "read_file", "write_file"]
@@ -218,7 +214,7 @@ def _command(name: str, tool: ToolConfig, args: dict[str, Any]) -> list[str]:
 def run_file_tool(planned: PlannedCall, limit: int) -> dict[str, Any]:
     """A read, on the calling thread (bounded, so it is quick); ToolError on failure. A read
     changes nothing, so it may run again after a crash; a write goes through an intent
-    (write_intent, perform_write, look_for_write)."""
+    (writes.py)."""
     args = planned.arguments
     path = Path(args["path"])
     try:
@@ -238,89 +234,6 @@ def run_file_tool(planned: PlannedCall, limit: int) -> dict[str, Any]:
         raise ToolError(f"{planned.tool} is not a read")
     except OSError as exc:
         raise ToolError(f"{planned.tool} {path}: {exc.strerror or exc}") from exc
-
-
-def write_intent(planned: PlannedCall, intent_id: str) -> dict[str, Any]:
-    """What a write_file call will do, as its intent records it: enough for a later boot to
-    tell from the file whether it happened (runtime/effects.py). Never the content itself."""
-    args = planned.arguments
-    path = Path(args["path"])
-    data = args["content"].encode()
-    return {
-        "path": str(path),
-        "bytes": len(data),
-        "digest": hashlib.sha256(data).hexdigest(),
-        "append": args["append"],
-        "before": _file_state(path),
-        "temp": str(path.with_name(f".{path.name}.{intent_id}.tmp")),
-    }
-
-
-def _file_state(path: Path) -> list[int] | None:
-    """What identifies a file's content without reading it: inode, size, mtime (None: none)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ToolError(f"write_file {path}: {exc.strerror or exc}") from exc
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
-
-
-def perform_write(planned: PlannedCall, intent: dict[str, Any]) -> dict[str, Any]:
-    """Do the write its intent describes; ToolError on failure (then nothing was changed)."""
-    path = Path(intent["path"])
-    data = planned.arguments["content"].encode()
-    try:
-        if intent["append"]:
-            with path.open("ab") as f:
-                f.write(data)
-                os.fsync(f.fileno())
-        else:
-            _replace(path, data, Path(intent["temp"]))
-    except OSError as exc:
-        raise ToolError(f"write_file {path}: {exc.strerror or exc}") from exc
-    return {"path": str(path), "bytes": len(data), "append": intent["append"]}
-
-
-def look_for_write(intent: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """Whether the write an intent describes happened, from the file alone: `done`,
-    `not_started` (the file is exactly as it was before), or `unknown` where the file cannot
-    tell (it changed in another way)."""
-    path, temp = Path(intent["path"]), Path(intent["temp"])
-    done = {"path": intent["path"], "bytes": intent["bytes"], "append": intent["append"]}
-    try:
-        temp.unlink(missing_ok=True)  # written, never renamed into place: it never counts
-        now = _file_state(path)
-        if now == intent["before"]:
-            return "not_started", None
-        if intent["append"]:
-            start = intent["before"][1] if intent["before"] else 0
-            with path.open("rb") as f:
-                f.seek(start)
-                written = f.read()
-        else:
-            written = path.read_bytes()
-        if hashlib.sha256(written).hexdigest() == intent["digest"]:
-            return "done", done
-    except (OSError, ToolError) as exc:
-        return "unknown", {"reason": f"{path}: {exc}"}
-    return "unknown", {"reason": f"{path} changed in another way since"}
-
-
-def _replace(path: Path, data: bytes, temp: Path) -> None:
-    """Write a whole file so that a reader (or a crash) sees the old one or the new one."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def bound_output(text: str, limit: int) -> tuple[str, bool]:

@@ -6,6 +6,7 @@ once when the run aborts."""
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 import random
@@ -18,7 +19,7 @@ from tek_actors.testing.chaos._report import CONFIG_BASE, CONFIG_PATH, LINES
 from tek_actors.testing.chaos._state import Op, _Abort, _Run
 
 
-class _Worker(threading.Thread):
+class _Worker(threading.Thread, abc.ABC):
     """A daemon thread that runs `work` until its `stop` is set: an _Abort ends it quietly, a
     refused read (about something acknowledged) is a finding, any other exception a harness
     error. Its link is closed when it ends, on its own thread."""
@@ -42,8 +43,9 @@ class _Worker(threading.Thread):
         finally:
             self.link.close()
 
+    @abc.abstractmethod
     def work(self) -> None:
-        raise NotImplementedError
+        """The worker's load: requests until the run says stop (_Abort)."""
 
     def op(self, kind: str, payload: dict[str, Any], idem: str, **meta: Any) -> Op:
         return self.link.perform(self.chaos.add_op(Op(kind, payload, idem, meta)))
