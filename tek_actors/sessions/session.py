@@ -25,6 +25,7 @@ from the approvals' own record (a call that was running is never run again).
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from pathlib import Path
@@ -155,6 +156,11 @@ def _apply_tool_result(state: SessionState, data: dict[str, Any]) -> SessionStat
         appended += 1
     new_round = current.model_copy(update={"appended": appended, "waiting": waiting})
     return state.model_copy(update={"entries": entries, "round": new_round})
+
+
+def _queue_full(error: TekError | None) -> bool:
+    """The provider's waiting queue was full (providers/calls.py queue_full): busy, not down."""
+    return isinstance(error, Overloaded) and "capacity" in (error.details or {})
 
 
 class ModelSessionActor(PersistentActor[SessionState]):
@@ -447,6 +453,20 @@ class ModelSessionActor(PersistentActor[SessionState]):
         base["id"] = "m-" + uuid.uuid4().hex[:12]
         if done.completion is None:
             error = done.error
+            if _queue_full(error):  # the provider is busy, not failing: the turn waits
+                assert error is not None
+                delay = (error.retry_after_ms or 1000) / 1000 * random.uniform(1.0, 1.25)
+                self.publish(
+                    "session.waiting",
+                    {
+                        "session": self.session_id,
+                        "turn": self.turn,
+                        "retry_in_s": delay,
+                        "reason": error.message,
+                    },
+                )
+                self.after(delay, Later(self._ask_model))
+                return
             described: dict[str, Any] = {"code": "internal", "message": str(error)}
             if error is not None:
                 described = {"code": error.code, "message": error.message}

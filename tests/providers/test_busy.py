@@ -293,3 +293,33 @@ def test_sessions_on_a_busy_provider_all_get_their_answer(
             answers[event["data"]["session"]] = event
     assert {e["event"] for e in answers.values()} == {"session.message"}
     assert sorted(sent_texts(held)) == sorted(f"turn {n}" for n in range(5))
+
+
+def test_a_turn_that_finds_the_waiting_queue_full_waits_and_is_answered(
+    held: FakeProvider, gateway_on: Start
+) -> None:
+    """Past the provider's waiting bound a call is refused `overloaded`; a session's turn then
+    says it waits and asks again later: the turn is answered, never an error entry."""
+    doc = provider_config(held, concurrency=1, max_waiting=1)
+    doc["models"]["main"]["context_window"] = 100_000
+    _, client = gateway_on(doc)
+    client.hello(topics=["session.waiting", "session.message", "session.error"])
+    sessions = [client.call("sessions.create", {})["id"] for _ in range(5)]
+    for n, session in enumerate(sessions):
+        client.call("sessions.send", {"id": session, "text": f"turn {n}"})
+    held.wait_for_held(1)  # one call on the worker, one waiting, three refused: they wait
+    refused = set()
+    while len(refused) < 3:
+        event = client.next_event(20)
+        assert event is not None, f"{len(refused)} of 3 turns said they wait"
+        assert event["event"] == "session.waiting", event
+        refused.add(event["data"]["session"])
+    held.release_all()
+    answers: dict[str, dict[str, Any]] = {}
+    while len(answers) < len(sessions):
+        event = client.next_event(30)
+        assert event is not None, f"answers came for {sorted(answers)} only"
+        if event["event"] != "session.waiting":
+            answers[event["data"]["session"]] = event
+    assert {e["event"] for e in answers.values()} == {"session.message"}
+    assert sorted(set(sent_texts(held))) == sorted(f"turn {n}" for n in range(5))
