@@ -10,6 +10,7 @@
     ├── InvalidValue      invalid_value    a value out of its domain (details.path names it)
     ├── RequestTimeout    timeout          the deadline passed before an answer
     ├── Unavailable       unavailable      shutting down, restarting, or a dependency is down
+    │   └── StorageUnavailable             the disk is full or read-only: nothing was written
     ├── Overloaded        overloaded       a queue is at its bound
     ├── TooLarge          too_large        a frame or value over its size bound
     ├── RateLimited       rate_limited     a provider or the gateway asks the caller to wait
@@ -39,6 +40,7 @@ __all__ = [
     "Overloaded",
     "RateLimited",
     "RequestTimeout",
+    "StorageUnavailable",
     "TekError",
     "TooLarge",
     "Unauthorized",
@@ -132,6 +134,30 @@ class Unavailable(TekError):
     code = "unavailable"
 
 
+class StorageUnavailable(Unavailable):
+    """The disk's fault: it is full or read-only, and it refused before anything was made
+    durable, so nothing was written and nothing changed (unlike JournalError, where nobody can
+    know). `details`: `reason` (`disk_full` or `read_only`), `path` (the folder to free or make
+    writable) and `retryable: false` (resending helps only once a person has done that)."""
+
+    @classmethod
+    def refused(cls, reason: str, folder: str, what: str, then: str) -> StorageUnavailable:
+        """The disk holding `folder` refused for `reason`; `what` says what that left undone
+        and `then` what to do once there is room (or it is writable)."""
+        if reason == "disk_full":
+            cause, remedy = f"the disk holding {folder} is full", "Free space there"
+        else:
+            cause, remedy = (
+                f"{folder} is read-only (or not writable by the gateway)",
+                "Make it writable",
+            )
+        return cls(
+            f"{cause}: {what}. {remedy}, {then}",
+            details={"reason": reason, "path": folder, "retryable": False},
+            retry_after_ms=5_000,
+        )
+
+
 class Overloaded(TekError):
     """The gateway's state: a bounded queue is full; retry after retry_after_ms."""
 
@@ -184,6 +210,7 @@ _BY_CODE: dict[str, type[TekError]] = {
 }
 
 ERROR_CODES: frozenset[str] = frozenset(_BY_CODE)
+_STORAGE = frozenset({"disk_full", "read_only"})
 
 
 def error_from_wire(error: Any) -> TekError:
@@ -192,6 +219,8 @@ def error_from_wire(error: Any) -> TekError:
         return Internal(f"malformed error object from the gateway: {error!r}")
     cls = _BY_CODE.get(str(error.get("code")), Internal)
     details = error.get("details")
+    if cls is Unavailable and isinstance(details, dict) and details.get("reason") in _STORAGE:
+        cls = StorageUnavailable
     retry = error.get("retry_after_ms")
     return cls(
         str(error.get("message", "")),

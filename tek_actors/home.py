@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from tek_actors.errors import Conflict, InvalidValue
 
 __all__ = ["HomeLock", "TekHome"]
@@ -44,6 +42,8 @@ class TekHome:
         if chosen is not None:
             root = Path(chosen).expanduser().absolute()
             return cls(root, root / "state", root / "run")
+        import platformdirs  # only without a home: `--home` and TEK_HOME need none of it
+
         state = Path(platformdirs.user_state_dir("tek"))
         # Without a login session there is no private runtime folder (platformdirs would fall
         # back to a shared /tmp path, with a warning): keep run files under state/ instead.
@@ -91,7 +91,8 @@ class TekHome:
         self.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for private in (self.state_dir, self.run_dir):
             private.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.chmod(private, 0o700)
+            if private.stat().st_mode & 0o777 != 0o700:  # a read-only folder that is right
+                os.chmod(private, 0o700)  # already must not fail the start
 
     def read_connection(self) -> dict[str, Any] | None:
         """The connection file of a running gateway, or None."""

@@ -4,7 +4,9 @@ Every `retention.prune_interval_s` it drops events older than the newest `retent
 (never one an actor still needs to rehydrate: only events covered by every actor's newest
 snapshot go) and idempotency records older than `retention.idem_retention_s`. A client that
 resumes from before the oldest kept event gets a `sync.snapshot` resync instead of a replay.
-The three numbers apply live: a change takes effect before `config.applied`.
+The three numbers apply live: a change takes effect before `config.applied`. A prune gives the
+pages it emptied back to the disk (the journal shrinks at its next checkpoint). A prune that a
+full or read-only disk refuses is skipped until the next tick.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.config.model import RetentionConfig
+from tek_actors.errors import StorageUnavailable
 from tek_actors.runtime import ActorContext, Ticker
 
 __all__ = ["RetentionTicker"]
@@ -32,10 +35,14 @@ class RetentionTicker(ConfigDependent, Ticker):
             self.reschedule(self.retention.prune_interval_s)
 
     def tick(self) -> None:
-        deleted = self.ctx.journal.prune(
-            keep_events=self.retention.keep_events,
-            idem_max_age_s=self.retention.idem_retention_s,
-        ).result(60)
+        try:
+            deleted = self.ctx.journal.prune(
+                keep_events=self.retention.keep_events,
+                idem_max_age_s=self.retention.idem_retention_s,
+            ).result(60)
+        except StorageUnavailable as refused:
+            self.log.warning("no prune this time: {}", refused)
+            return
         self.pruned += deleted
         if deleted:
             self.log.info("pruned {} old events from the journal", deleted)

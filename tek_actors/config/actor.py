@@ -17,6 +17,9 @@ and a digest of the document, never the document itself. On start the actor comp
 digest with the journal's to notice edits made while it was down; a file it cannot use (corrupt,
 invalid, from a newer tek, missing when one existed) is reported as `config.invalid` and the
 newest valid backup runs instead. A bad file never stops the gateway from starting.
+
+A full or read-only disk changes nothing: a change it refuses (file or journal: the file is then
+put back) is answered `StorageUnavailable`; a refused hand edit is tried again at the next look.
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ from tek_actors.config.messages import ConfigAck, ConfigChanged, Subscribe
 from tek_actors.config.migrations import NewerVersion
 from tek_actors.config.model import Config
 from tek_actors.config.store import DEFAULT_DOCUMENT, ConfigStore
-from tek_actors.errors import Conflict, InvalidValue, Overloaded, RequestTimeout, TekError
+from tek_actors.errors import (
+    Conflict,
+    Internal,
+    InvalidValue,
+    Overloaded,
+    RequestTimeout,
+    StorageUnavailable,
+    TekError,
+)
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
 from tek_actors.runtime.clock import Timer
 from tek_actors.store import NewEvent
@@ -144,6 +155,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         self.stragglers: set[str] = set()  # did not acknowledge state.version in time
         self._seen_stat: tuple[int, int, int] | None = None
         self._moving_stat: tuple[int, int, int] | None = None
+        self._edit_refused: str | None = None  # why the last hand edit could not be taken
 
     # -- events ------------------------------------------------------------------------------
 
@@ -170,9 +182,9 @@ class ConfigActor(PersistentActor[ConfigState]):
             self._report_invalid("start", loaded.problem)
         elif loaded.migrated:
             self.log.info("config.json migrated ({}); the old file is backed up", loaded.migrated)
-            self.store.write(self.raw)
+            self._keep(lambda: self.store.write(self.raw), "the migrated config.json")
         elif loaded.source == "file":
-            self.store.remember(self.raw)
+            self._keep(lambda: self.store.remember(self.raw), "a backup of config.json")
         self._warn_unknown(self.raw)
         if loaded.digest != self.state.digest:
             before = self._document_with_digest(self.state.digest)
@@ -275,10 +287,18 @@ class ConfigActor(PersistentActor[ConfigState]):
             op = self.queue.popleft()
             try:
                 self._begin(op)
+            except StorageUnavailable as refused:
+                if op.ticket is None:
+                    self._refused_edit(refused)
+                    continue
+                self.log.warning("config.{} refused: {}", op.kind, refused)
+                self.answer(op.ticket, error=refused)
             except TekError as err:
                 if op.ticket is None:
                     raise
                 self.answer(op.ticket, error=err)
+                if isinstance(err, Internal):
+                    raise  # what is in memory may not be what is on disk: rehydrate
 
     def _candidate(self, op: _Op) -> tuple[dict[str, Any], Config] | None:
         """The new document and its Config; None for an edit that was refused (reported)."""
@@ -323,6 +343,16 @@ class ConfigActor(PersistentActor[ConfigState]):
         return propose(self.raw, op.kind, path=p.path, value=getattr(p, "value", None))
 
     def _begin(self, op: _Op) -> None:
+        saved = (self.raw, self.config, self.source, self.problem, self.file_newer)
+        try:
+            self._change(op)
+        except StorageUnavailable:  # nothing changed on disk: nothing changes in memory
+            self.raw, self.config, self.source, self.problem, self.file_newer = saved
+            raise
+        if op.kind == "edit":
+            self._edit_refused = None
+
+    def _change(self, op: _Op) -> None:
         candidate = self._candidate(op)
         if candidate is None:
             return
@@ -337,8 +367,9 @@ class ConfigActor(PersistentActor[ConfigState]):
                 return
             self._broadcast(self.state.version, op.ticket, [])  # wait for the stragglers again
             return
+        written = None
         if op.kind != "edit":
-            self.store.write(doc)
+            written = self.store.write(doc)
             self._seen_stat = self.store.stat()
         else:
             self.store.remember(doc)
@@ -346,7 +377,13 @@ class ConfigActor(PersistentActor[ConfigState]):
         before, self.raw, self.config = self.raw, doc, config
         self.source, self.problem = "file", None
         event = self._changed_event(version, op.kind, before, doc, digest(doc))
-        self.persist(event)
+        try:
+            self.persist(event)
+        except StorageUnavailable:
+            if written is not None:  # unrecorded, so it must not be in the file either
+                self.store.undo(written)  # JournalError if it cannot: a crash
+                self._seen_stat = self.store.stat()
+            raise
         self._broadcast(version, op.ticket, event.data["restart_required"])
 
     def _broadcast(self, version: int, ticket: Ticket | None, restart: list[str]) -> None:
@@ -376,7 +413,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         elif version == self.state.version and name in self.stragglers:
             self.stragglers.discard(name)
             if not self.stragglers:
-                self.persist(NewEvent("config.applied", {"version": version, "applied_by": [name]}))
+                self.report(NewEvent("config.applied", {"version": version, "applied_by": [name]}))
 
     def _settle(self) -> None:
         current = self.current
@@ -393,10 +430,25 @@ class ConfigActor(PersistentActor[ConfigState]):
         applied = NewEvent(
             "config.applied", {"version": current.version, "applied_by": value["applied_by"]}
         )
-        self.persist(applied, result=lambda s: value, ticket=current.ticket)
-        if current.ticket is not None:
-            self.answer(current.ticket, value)
+        try:
+            self.persist(applied, result=lambda s: value, ticket=current.ticket)
+        except StorageUnavailable as refused:
+            self._applied_unrecorded(current, refused)
+        else:
+            if current.ticket is not None:
+                self.answer(current.ticket, value)
         self._next()
+
+    def _applied_unrecorded(self, current: _Apply, refused: StorageUnavailable) -> None:
+        """Every dependent has the version, but the journal took no record of that: it is in
+        force (config.changed is durable); a resend, or the next start, records it."""
+        v, (reason, path) = current.version, (refused.details["reason"], refused.details["path"])
+        in_force = f"config version {v} is in force, but the journal could not record that"
+        error = StorageUnavailable.refused(reason, path, in_force, "then resend (same idem key)")
+        error.details.update(version=v, changed=True)
+        self.log.warning("{}", error)
+        if current.ticket is not None:
+            self.answer(current.ticket, error=error)
 
     def _timed_out(self, version: int) -> None:
         current = self.current
@@ -406,7 +458,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         missing = sorted(current.waiting)
         applied_by = sorted(current.applied_by)
         ms = self.config.limits.apply_timeout_ms
-        self.persist(
+        self.report(
             NewEvent(
                 "config.apply_timed_out",
                 {"version": version, "applied_by": applied_by, "missing": missing},
@@ -497,7 +549,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         self.log.warning(
             "config.json refused ({}): {}; running on {}", cause, problem.message, self.source
         )
-        self.persist(
+        self.report(
             NewEvent(
                 "config.invalid",
                 {
@@ -509,6 +561,21 @@ class ConfigActor(PersistentActor[ConfigState]):
                 },
             )
         )
+
+    def _keep(self, write: Callable[[], object], what: str) -> None:
+        """A write at the start that is a convenience: a refusing disk leaves it for later."""
+        try:
+            write()
+        except StorageUnavailable as refused:
+            self.log.warning("{} is not written (it runs from memory): {}", what, refused)
+
+    def _refused_edit(self, refused: StorageUnavailable) -> None:
+        """A hand edit that could not be taken: the last good configuration stays in force and
+        the watcher looks at the file again (logged once per cause)."""
+        self._seen_stat = None
+        if refused.message != self._edit_refused:
+            self.log.warning("the hand edit of config.json is not taken yet: {}", refused)
+            self._edit_refused = refused.message
 
     def _warn_unknown(self, doc: dict[str, Any]) -> None:
         unknown = list(unknown_paths(doc))

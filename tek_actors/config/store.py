@@ -11,6 +11,9 @@ new one, never a torn one. Every document the gateway accepts is also kept under
 (the newest 10), so the newest valid backup is always the last good configuration; a file that
 was refused is kept there too (the newest 3, named `-rejected`) before anything replaces it, so
 a hand edit is never lost. Backups hold the secrets, like config.json: folder 0700, files 0600.
+
+A disk that refuses a write (full, read-only) raises StorageUnavailable and leaves config.json
+as it was; `undo` puts it back after a write the journal then refused to record.
 """
 
 from __future__ import annotations
@@ -27,10 +30,10 @@ from typing import Any
 from tek_actors.config.document import digest, load
 from tek_actors.config.migrations import NewerVersion
 from tek_actors.config.model import CURRENT_VERSION, Config
-from tek_actors.errors import InvalidValue
-from tek_actors.store import write_atomic
+from tek_actors.errors import InvalidValue, JournalError, StorageUnavailable
+from tek_actors.store import fsync_dir, refusal, remove_quietly, write_atomic
 
-__all__ = ["Backup", "ConfigStore", "Loaded"]
+__all__ = ["Backup", "ConfigStore", "Loaded", "Written"]
 
 DEFAULT_DOCUMENT: dict[str, Any] = {"config_version": CURRENT_VERSION}
 KEEP_VALID = 10
@@ -59,6 +62,14 @@ class Loaded:
     problem: InvalidValue | None = None  # why config.json itself is not in force
     migrated: list[str] = field(default_factory=list)  # steps to write back to the file
     file_newer: bool = False  # config.json is from a newer tek: never overwrite it
+
+
+@dataclass(frozen=True)
+class Written:
+    """What `ConfigStore.write` replaced, so that `undo` can put it back."""
+
+    previous: bytes | None  # config.json before (None: there was none)
+    backup: Path | None  # the backup this write added of the new document
 
 
 def encode(raw: dict[str, Any]) -> bytes:
@@ -169,12 +180,46 @@ class ConfigStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def write(self, doc: dict[str, Any]) -> str:
-        """Back up the current file, replace it with `doc`, keep `doc` as a backup too."""
+    def write(self, doc: dict[str, Any]) -> Written:
+        """Back up the current file, replace it with `doc`, keep `doc` as a backup too.
+
+        StorageUnavailable if the disk refused (config.json is as it was)."""
+        previous = self._current()
         self.backup_current()
         write_atomic(self.path, encode(doc), mode=0o600)
-        self.remember(doc)
-        return digest(doc)
+        try:
+            backup = self.remember(doc)
+        except StorageUnavailable:
+            self.undo(Written(previous, None))
+            raise
+        return Written(previous, backup)
+
+    def undo(self, written: Written) -> None:
+        """Put back config.json as it was before `written`, and drop the backup it added.
+        Raises JournalError if the disk refuses that too (config.json then holds the change)."""
+        try:
+            if written.previous is None:
+                remove_quietly(self.path)
+                fsync_dir(self.path.parent)
+            else:
+                write_atomic(self.path, written.previous, mode=0o600)
+            if written.backup is not None:
+                remove_quietly(written.backup)
+        except (OSError, StorageUnavailable) as exc:
+            raise JournalError(
+                f"config.json holds a change that was refused, and cannot be put back: {exc}"
+            ) from exc
+
+    def _current(self) -> bytes | None:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise InvalidValue(
+                f"config.json cannot be read: {exc.strerror}",
+                details={"path": "", "expected": "a readable file"},
+            ) from exc
 
     def backup_current(self) -> None:
         """Keep whatever config.json holds now (valid or not) unless a backup already has it."""
@@ -189,17 +234,25 @@ class ConfigStore:
             return
         self.remember(doc, data)
 
-    def remember(self, doc: dict[str, Any], data: bytes | None = None) -> None:
-        """Keep `doc` as the newest valid backup, unless it already is."""
+    def remember(self, doc: dict[str, Any], data: bytes | None = None) -> Path | None:
+        """Keep `doc` as the newest valid backup, unless it already is; the backup added."""
         newest = next((b for b in self.backups() if b.valid), None)
         if newest is not None:
             with contextlib.suppress(InvalidValue, OSError):
                 if digest(self.read_backup(newest.name)[0]) == digest(doc):
-                    return
-        self._add_backup(data if data is not None else encode(doc), rejected=False)
+                    return None
+        return self._add_backup(data if data is not None else encode(doc), rejected=False)
 
-    def _add_backup(self, data: bytes, *, rejected: bool) -> None:
-        self.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def _add_backup(self, data: bytes, *, rejected: bool) -> Path:
+        """StorageUnavailable if the disk refuses (write_atomic converts its own errors)."""
+        try:
+            self.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            undone = "config.json was not written, so nothing changed"
+            refused = refusal(
+                exc, self.path.parent, undone, "then send it again (no restart needed)"
+            )
+            raise refused or JournalError(f"cannot make {self.backup_dir}: {exc}") from exc
         now: float = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}Z"
         tag = "rejected" if rejected else digest(json.loads(data))[:8]
@@ -210,6 +263,7 @@ class ConfigStore:
             path = self.backup_dir / f"config-{stamp}-{tag}.json"
         write_atomic(path, data, mode=0o600)
         self._prune()
+        return path
 
     def _prune(self) -> None:
         backups = self.backups()
@@ -225,5 +279,5 @@ class ConfigStore:
             with contextlib.suppress(FileNotFoundError):
                 for p in folder.iterdir():
                     if p.name.startswith(".") and p.name.endswith(".tmp") and "config" in p.name:
-                        with contextlib.suppress(FileNotFoundError):
+                        with contextlib.suppress(OSError):  # read-only: it can stay
                             p.unlink()

@@ -25,7 +25,14 @@ import pykka
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from tek_actors.errors import Internal, JournalError, TekError, Unavailable, UnknownType
+from tek_actors.errors import (
+    Internal,
+    JournalError,
+    StorageUnavailable,
+    TekError,
+    Unavailable,
+    UnknownType,
+)
 from tek_actors.runtime.clock import Clock, Timer
 from tek_actors.runtime.messages import (
     Fault,
@@ -346,7 +353,10 @@ class Actor(pykka.ThreadingActor):
             waiting.respond(waiting, False, Internal(f"{self.name} crashed: {exc}"))
         self._deferred.clear()
         tb = "".join(traceback.format_exception(exc))
-        self.log.opt(exception=exc).error("{} crashed: {!r}", self.name, exc)
+        if isinstance(exc, StorageUnavailable):  # the journal has said so at ERROR already
+            self.log.warning("{} stops and rehydrates: {}", self.name, exc)
+        else:
+            self.log.opt(exception=exc).error("{} crashed: {!r}", self.name, exc)
         try:
             self.ctx.report_exit(self.name, self.ctx.incarnation, exc, tb)
         finally:
@@ -393,8 +403,11 @@ class PersistentActor(Actor, Generic[S]):
         is pure) so that the reply can be recorded with the events in the same transaction when
         the request carries an idempotency key. `marks` go in the same transaction (see
         Journal.append). A journal failure raises JournalError: a crash,
-        since nobody can know whether the events were saved. `ticket` names the request whose
-        idem record this is, for a deferred request (default: the command being handled).
+        since nobody can know whether the events were saved. A full or read-only disk raises
+        StorageUnavailable: nothing was written and `self.state` is unchanged, so a command that
+        changed nothing else before may let it propagate (it is answered, the actor runs on);
+        anywhere else it is a crash like any other. `ticket` names the request whose idem
+        record this is, for a deferred request (default: the command being handled).
         """
         new_state = self.state
         for event in events:
@@ -425,6 +438,16 @@ class PersistentActor(Actor, Generic[S]):
         if self._since_snapshot >= self.snapshot_interval:
             self.snapshot()
         return value
+
+    def report(self, *events: NewEvent) -> bool:
+        """`persist` for events that only report, or that a later start records again: a disk
+        that refuses them (full, read-only) is logged, not raised. False if they were not."""
+        try:
+            self.persist(*events)
+        except StorageUnavailable as refused:
+            self.log.warning("{} not journaled: {}", ", ".join(e.type for e in events), refused)
+            return False
+        return True
 
     def snapshot(self, *, wait: bool = False) -> None:
         """Save the state as of `self.seq` (the journal keeps the newest two)."""
@@ -473,7 +496,10 @@ class PersistentActor(Actor, Generic[S]):
 
     def on_end(self) -> None:
         if self._since_snapshot:
-            self.snapshot(wait=True)
+            try:
+                self.snapshot(wait=True)
+            except StorageUnavailable as refused:  # the journal has every event: replayed
+                self.log.warning("{} stops without a snapshot: {}", self.name, refused)
 
     def on_message(self, message: Any) -> Any:
         if isinstance(message, SnapshotNow):

@@ -25,6 +25,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from tek_actors.errors import StorageUnavailable
 from tek_actors.runtime._backoff import Backoff, Intensity, RestartWindow
 from tek_actors.runtime.actor import Actor, ActorContext, tell_quietly
 from tek_actors.runtime.clock import Clock, Timer
@@ -346,7 +347,10 @@ class Supervisor(pykka.ThreadingActor):
         now = self._clock.monotonic()
         if now - child.started_at >= spec.stable_after_s:
             child.attempt = 0
-        if not child.window.record(now):
+        # A full or read-only disk is not the child's fault and no restart of the tree fixes
+        # it: such a crash restarts the child after its backoff but never escalates.
+        refused = isinstance(message.error, StorageUnavailable)
+        if not refused and not child.window.record(now):
             logger.error(
                 "{} crashed {} times within {}s: escalating",
                 spec.name,

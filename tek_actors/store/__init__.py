@@ -1,6 +1,6 @@
 """Durable storage: the journal (events, snapshots, idempotency records) and atomic files."""
 
-from tek_actors.store.files import fsync_dir, remove_quietly, write_atomic
+from tek_actors.store.files import fsync_dir, refusal, remove_quietly, write_atomic
 from tek_actors.store.journal import EventRecord, IdemRecord, Journal, NewEvent, StaleWriter
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "NewEvent",
     "StaleWriter",
     "fsync_dir",
+    "refusal",
     "remove_quietly",
     "write_atomic",
 ]

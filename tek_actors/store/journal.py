@@ -6,9 +6,13 @@ transaction (group commit), so durability costs one fsync per batch, not per eve
 future resolves before that transaction's commit returned, and with `synchronous=FULL` in WAL
 mode SQLite has fsynced the log by then.
 
-A failed write is fatal to the journal: the writer cannot know what reached the disk, so it
-fails that batch and every later append with `JournalError`, reports through `on_failure`, and
-stops. Nothing is retried.
+A full or read-only disk is not a failure: SQLite rolls such a transaction back whole, so the
+writer fails that batch with `StorageUnavailable` (none of it is on disk) and goes on; each
+later batch is a real attempt, so writes are taken again as soon as there is room. Any other
+failed write (an fsync, an I/O error) is fatal: the writer cannot know what reached the disk, so
+it fails that batch and every later append with `JournalError`, reports through `on_failure`,
+and stops. Nothing is retried. A prune gives the pages it emptied back to the disk (see
+`files.make_incremental`).
 
 Readers (replay for clients, rehydration of actors, idempotency look-ups) use a small pool of
 read-only connections and never block the writer (WAL).
@@ -32,8 +36,8 @@ from typing import Any
 import msgpack
 from loguru import logger
 
-from tek_actors.errors import JournalError
-from tek_actors.store.files import fsync_dir
+from tek_actors.errors import JournalError, StorageUnavailable, TekError
+from tek_actors.store import files
 
 __all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent", "StaleWriter"]
 
@@ -79,6 +83,8 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
 
 _SNAPSHOTS_KEPT = 2
 _READ_POOL = 4
+_UNDONE = "this change was not written, so nothing changed"
+_THEN = "then send it again: the journal takes changes as soon as it can (no restart needed)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,23 +151,14 @@ class _Append(_Op):
         self.records: list[EventRecord] = []
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
-        boot = journal.boot_id
+        boot, idem = journal.boot_id, self.idem
         rows = []
         for event in self.events:
             journal._next_seq += 1
             record = EventRecord(journal._next_seq, ts, boot, self.actor, event.type, event.data)
             self.records.append(record)
-            rows.append(
-                (
-                    record.seq,
-                    ts,
-                    boot,
-                    self.actor,
-                    event.type,
-                    _pack(event.data),
-                    self.idem.key if self.idem else None,
-                )
-            )
+            data = _pack(event.data)
+            rows.append((record.seq, ts, boot, self.actor, event.type, data, idem and idem.key))
         cur.executemany(
             "INSERT INTO events (seq, ts, boot, actor, type, data, idem) VALUES (?,?,?,?,?,?,?)",
             rows,
@@ -173,17 +170,11 @@ class _Append(_Op):
                 )
             else:
                 cur.execute("DELETE FROM marks WHERE key = ?", (key,))
-        if self.idem is not None:
+        if idem is not None:
+            last = self.records[-1].seq if self.records else None
             cur.execute(
                 "INSERT INTO idem (key, type, digest, reply, seq, ts) VALUES (?,?,?,?,?,?)",
-                (
-                    self.idem.key,
-                    self.idem.type,
-                    self.idem.digest,
-                    self.idem.reply,
-                    self.records[-1].seq if self.records else None,
-                    ts,
-                ),
+                (idem.key, idem.type, idem.digest, idem.reply, last, ts),
             )
         return self.records
 
@@ -198,7 +189,7 @@ class _Fence(_Op):
         self.actor, self.incarnation = actor, incarnation
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
-        journal._fences[self.actor] = self.incarnation
+        pass  # needs no disk: applied by _drop_stale, before the batch is written
 
 
 class _Snapshot(_Op):
@@ -240,6 +231,8 @@ class _Prune(_Op):
             bound = min(bound, *needed)
         deleted = cur.execute("DELETE FROM events WHERE seq <= ?", (bound,)).rowcount
         cur.execute("DELETE FROM idem WHERE ts < ?", (self.idem_before,))
+        if journal.incremental:
+            files.give_back_free_pages(cur)
         return int(deleted)
 
 
@@ -287,6 +280,8 @@ class Journal:
         self._next_seq = 0
         self._head_seq = 0
         self._failed: JournalError | None = None
+        self._refused: StorageUnavailable | None = None  # the disk is full or read-only now
+        self.incremental = False  # auto_vacuum=INCREMENTAL: a prune gives its pages back
         self._fences: dict[str, int] = {}
         self._closed = False
         self.batches = 0  # how many transactions the writer committed (for tests and bench)
@@ -294,20 +289,21 @@ class Journal:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> Journal:
-        """Create or open the file (mode 0600), check its schema, start the writer thread."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        created = not self.path.exists()
-        if created:
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-            os.close(fd)
+        """Create or open the file (mode 0600), check its schema, start the writer thread.
+        Raises StorageUnavailable (a full or read-only disk) or JournalError (anything else)."""
+        then = "then start the gateway again"
+        created = files.create_private(self.path, "the journal cannot be written", then)
         try:
             self._writer = self._connect(readonly=False)
             self._writer.executescript(_SCHEMA)
             (head,) = self._writer.execute("SELECT value FROM meta WHERE key='head_seq'").fetchone()
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
+            undone = "the journal cannot be written"
+            refused = files.sqlite_refusal(exc, self.path, undone, then, opening=True)
+            raise refused or JournalError(f"cannot open the journal at {self.path}: {exc}") from exc
+        self.incremental = files.make_incremental(self._writer, self.path)
         if created:
-            fsync_dir(self.path.parent)
+            files.fsync_dir(self.path.parent)
         for suffix in ("-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.chmod(f"{self.path}{suffix}", 0o600)
@@ -331,6 +327,10 @@ class Journal:
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        if not readonly:
+            # Before journal_mode: on a new file it takes effect at once (see make_incremental)
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute(f"PRAGMA journal_size_limit={files.WAL_KEPT_BYTES}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
@@ -346,8 +346,14 @@ class Journal:
         return self._head_seq
 
     @property
-    def failed(self) -> JournalError | None:
-        return self._failed
+    def failed(self) -> TekError | None:
+        """The JournalError that stopped the journal, else `refused` (it goes on)."""
+        return self._failed or self._refused
+
+    @property
+    def refused(self) -> StorageUnavailable | None:
+        """Why the disk refused the last batch (full, read-only), until a batch is written."""
+        return self._refused
 
     def append(
         self,
@@ -436,6 +442,7 @@ class Journal:
         seq_before = self._next_seq
         results: list[Any] = []
         try:
+            changes_before = cur.connection.total_changes  # in the try: it may be closed
             cur.execute("BEGIN IMMEDIATE")
             for op in batch:
                 results.append(op.write(cur, self, ts))
@@ -443,8 +450,15 @@ class Journal:
                 cur.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (self._next_seq,))
             cur.execute("COMMIT")
         except BaseException as exc:
-            self._fail(batch, exc)
-            return False
+            refused = files.sqlite_refusal(exc, self.path, _UNDONE, _THEN)
+            if refused is None or not files.rolled_back(cur.connection):
+                self._fail(batch, exc)
+                return False
+            self._refuse(batch, refused, seq_before)
+            return True
+        if self._refused is not None and cur.connection.total_changes != changes_before:
+            logger.warning("the journal at {} takes writes again", self.path)
+            self._refused = None
         self.batches += 1
         self._head_seq = self._next_seq
         if self._next_seq != seq_before and self.on_committed is not None:
@@ -458,16 +472,16 @@ class Journal:
         return True
 
     def _drop_stale(self, batch: list[_Op]) -> list[_Op]:
-        """Fail the appends of fenced-off incarnations; keep the rest in order."""
+        """Apply the fences and fail the appends of fenced-off incarnations; keep the rest in
+        order (appends before a fence in the same batch are still written)."""
         kept: list[_Op] = []
-        fences = dict(self._fences)
         for op in batch:
             if isinstance(op, _Fence):
-                fences[op.actor] = op.incarnation
+                self._fences[op.actor] = op.incarnation
             elif (
                 isinstance(op, _Append)
                 and op.incarnation is not None
-                and op.incarnation < fences.get(op.actor, 0)
+                and op.incarnation < self._fences.get(op.actor, 0)
             ):
                 op.future.set_exception(
                     StaleWriter(
@@ -477,6 +491,18 @@ class Journal:
                 continue
             kept.append(op)
         return kept
+
+    def _refuse(self, batch: list[_Op], refused: StorageUnavailable, seq_before: int) -> None:
+        """Fail the batch that the disk refused (none of it was written); the writer goes on."""
+        self._next_seq = seq_before
+        if self._refused is None:
+            logger.error("the journal refuses changes until it can write: {}", refused)
+        self._refused = refused
+        for op in batch:
+            if isinstance(op, _Fence):
+                op.future.set_result(None)  # a fence needs no disk, and it holds
+            else:
+                op.future.set_exception(refused)
 
     def _fail(self, batch: list[_Op], exc: BaseException) -> None:
         with contextlib.suppress(Exception):
