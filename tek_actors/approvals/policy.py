@@ -4,6 +4,10 @@ Rules (`approvals.rules`) and tool policies (`approvals.tools.<tool>`) that matc
 collected; the strictest wins (deny > ask > auto). When nothing matches, `approvals.default`
 applies. A rule with an `argv_prefix` matches a call whose `argv` argument starts with it (the
 `shell` tool); an empty prefix matches every call of the tool.
+
+A file tool's call whose planned path is outside the session's folder (`outside_workdir` in its
+arguments, sessions/tools.py) is denied while `approvals.outside_workdir` is "refuse", and is
+never approved by the policy otherwise: `auto` becomes `ask`, so a person decides every one.
 """
 
 from __future__ import annotations
@@ -21,6 +25,22 @@ _RANK = {"auto": 0, "ask": 1, "deny": 2}
 
 def evaluate(policy: ApprovalsConfig, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
     """(action, why) for a call of `tool` with `arguments`."""
+    action, why = _by_rules(policy, tool, arguments)
+    if arguments.get("outside_workdir") is True:
+        if policy.outside_workdir == "refuse":
+            return (
+                "deny",
+                'its path is outside the session\'s folder (approvals.outside_workdir is "refuse")',
+            )
+        if action == "auto":
+            return (
+                "ask",
+                f"its path is outside the session's folder: a person decides ({why} says auto)",
+            )
+    return action, why
+
+
+def _by_rules(policy: ApprovalsConfig, tool: str, arguments: dict[str, Any]) -> tuple[str, str]:
     found: list[tuple[str, str]] = []
     argv = arguments.get("argv")
     for i, rule in enumerate(policy.rules):

@@ -96,6 +96,9 @@ class ApprovalsConfig(ConfigModel):
     tools: dict[Name, Policy] = {}
     rules: Annotated[list[ApprovalRule], Field(max_length=1000)] = []
     expire_after_s: Annotated[int, Field(ge=60, le=365 * 86_400)] = 7 * 86_400
+    # a file tool's real path outside the session's folder: refused at planning, or always
+    # asked of a person (never approved by a rule); docs/approvals.md
+    outside_workdir: Literal["refuse", "ask"] = "refuse"
 
 
 class LimitsConfig(ConfigModel):
@@ -154,6 +157,10 @@ class GatewaySettings(ConfigModel):
 
     endpoint: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     token: Annotated[str, Field(min_length=16, max_length=1024)] | None = None
+    # tcp only: "curve" (keys in <home>/keys) or "token" (ZAP PLAIN, loopback only); None picks
+    # token when one is set and the bind is loopback, else curve.
+    auth: Literal["curve", "token"] | None = None
+    allow_remote: bool = False  # a tcp bind beyond loopback (then CURVE only)
     max_frame_bytes: Annotated[int, Field(ge=1024, le=64 << 20)] = 1 << 20
     request_timeout_ms: Annotated[int, Field(gt=0, le=86_400_000)] = 60_000
     client_queue_bound: Annotated[int, Field(ge=10, le=10_000_000)] = 10_000

@@ -35,7 +35,16 @@ from tek_actors.errors import Conflict, Internal, Overloaded, TekError, Unavaila
 from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.providers import ToolCall
 from tek_actors.runtime.killpoints import kill_point
-from tek_actors.sessions.tools import PlannedCall, ToolError, bound_output, plan_call, run_file_tool
+from tek_actors.sessions.tools import (
+    FILE_TOOLS,
+    Kind,
+    PlannedCall,
+    ToolError,
+    bound_output,
+    confine,
+    plan_call,
+    run_file_tool,
+)
 from tek_actors.sessions.writes import UnknownOutcome, write_once
 
 if TYPE_CHECKING:
@@ -123,6 +132,16 @@ class CallRun:
                 self.finish("error", {"error": str(err)})
         return self.planned
 
+    def _approved_plan(self, view: dict[str, Any]) -> PlannedCall | None:
+        """The plan of an approved call. A file tool's approval binds everything it runs (the
+        real path and the identities, checked when it runs), so after a restart it runs that,
+        never a new plan of a path that may resolve elsewhere now; any other call is planned
+        again (the config may have changed)."""
+        if self.planned is None and view.get("tool") in FILE_TOOLS and view.get("arguments"):
+            kind: Kind = "read_file" if view["tool"] == "read_file" else "write_file"
+            self.planned = PlannedCall(view["tool"], kind, dict(view["arguments"]))
+        return self._plan()
+
     def _looked_up(self, ok: bool, value: Any) -> None:
         if not ok:
             self._again(lambda: self.start(recovering=True), value)
@@ -160,7 +179,7 @@ class CallRun:
             self.waiting = "approval"
             self._watch_approval()
         elif status == "approved":
-            if self._plan() is not None:  # (after a restart, the config may have changed)
+            if self._approved_plan(view) is not None:
                 self._begin(view["current_policy_version"])
         elif status in ("denied", "expired"):
             reason = view.get("reason") or status
@@ -171,7 +190,7 @@ class CallRun:
                 self.proc_id = view["proc_id"]
                 self.waiting = "process"
                 self._watch_process()
-            elif self._plan() is not None:
+            elif self._approved_plan(view) is not None:
                 self._run()
         elif status in ("executed", "failed") and view.get("proc_id"):
             self.proc_id = view["proc_id"]  # it ended while the session was down: its output
@@ -217,6 +236,7 @@ class CallRun:
         )
         if planned.kind != "process":
             try:
+                confine(planned, self.host.config)
                 if planned.kind == "write_file":
                     result = write_once(self.host, self.approval_id, planned)
                 else:
