@@ -29,12 +29,11 @@ __all__ = ["ConfigAccess", "describe_change"]
 
 
 class ConfigAccess:
-    """`with ConfigAccess(home, endpoint, token) as access:` then get/set/unset/replace/restore."""
+    """`with ConfigAccess(home, endpoint) as access:` then get/set/unset/replace/restore."""
 
-    def __init__(self, home: TekHome, endpoint: str | None, token: str | None) -> None:
+    def __init__(self, home: TekHome, endpoint: str | None) -> None:
         self.home = home
         self.endpoint = endpoint
-        self.token = token
         self.store = ConfigStore(home.config_path)
         self.client: Client | None = None
         self._lock: HomeLock | None = None
@@ -51,7 +50,7 @@ class ConfigAccess:
                 lock.acquire()
                 self._lock = lock
                 return self
-        self.client = Client(self.endpoint, home=self.home, token=self.token, timeout=15.0)
+        self.client = Client(self.endpoint, home=self.home, timeout=15.0)
         return self
 
     def __exit__(

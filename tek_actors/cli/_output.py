@@ -1,23 +1,33 @@
-"""How `tek` talks to a person (rich, on a terminal) or a script (`--json`)."""
+"""How `tek` talks to a person (plain lines; rich tables on a terminal) or a script (`--json`).
+
+rich and the client are imported where they are used, not here: every command imports this
+module, and `tek ping` prints one plain line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.table import Table
+import click
 
-from tek_actors.client import Client
 from tek_actors.errors import TekError, Unavailable
-from tek_actors.home import TekHome
 
-__all__ = ["EXIT_ERROR", "EXIT_UNAVAILABLE", "Output", "fail", "gateway_client"]
+if TYPE_CHECKING:
+    from rich.console import Console
 
+    from tek_actors.client import Client
+    from tek_actors.home import TekHome
+
+__all__ = ["EXIT_ERROR", "EXIT_UNAVAILABLE", "Output", "fail", "fail_os", "gateway_client"]
+
+# What README.md and docs/operations.md promise: 0 ok, 1 an error (from the gateway or here),
+# 2 bad arguments (click's own), 3 no gateway running or it is unavailable.
 EXIT_ERROR = 1
 EXIT_UNAVAILABLE = 3
 
@@ -27,10 +37,11 @@ class Output:
     home: TekHome
     json: bool
     endpoint: str | None
-    token: str | None
 
     @property
     def console(self) -> Console:
+        from rich.console import Console
+
         # Piped output gets wide lines (a table is not folded at 80 columns for a script).
         width = None if sys.stdout.isatty() else 200
         return Console(stderr=False, highlight=False, soft_wrap=True, width=width)
@@ -40,10 +51,11 @@ class Output:
         sys.stdout.flush()
 
     def done(self, value: Any, message: str) -> None:
+        """`value` as JSON for a script, else `message` as it is (never read as markup)."""
         if self.json:
             self.emit(value)
         else:
-            self.console.print(message)
+            click.echo(message)
 
     @contextlib.contextmanager
     def spinner(self, text: str) -> Iterator[None]:
@@ -54,6 +66,8 @@ class Output:
             yield
 
     def status_table(self, status: dict[str, Any]) -> None:
+        from rich.table import Table
+
         console = self.console
         state = status.get("state", "?")
         colour = {"running": "green", "degraded": "yellow"}.get(state, "red")
@@ -74,27 +88,50 @@ class Output:
         console.print(table)
 
 
-def fail(out: Output, error: TekError) -> NoReturn:
-    code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) else EXIT_ERROR
-    if out.json:
-        sys.stdout.write(
-            json.dumps(
-                {"error": {"code": error.code, "message": error.message, "details": error.details}}
-            )
-            + "\n"
-        )
+def fail(out: Output | None, error: TekError) -> NoReturn:
+    """Say what went wrong and exit (1, or 3 when the gateway is unavailable; a refusing disk is
+    1): one JSON line on stdout with `--json`, else `error: <code>: <message>` on stderr, then a
+    line for each detail that is a plain value the message does not already say. Never a
+    traceback: an error the gateway answered is not a bug of `tek`."""
+    # A full or read-only disk is the gateway answering (it runs): an error, not "no gateway".
+    storage = isinstance(error, Unavailable) and "reason" in (error.details or {})
+    code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) and not storage else EXIT_ERROR
+    _say(out, error.code, error.message, error.details, code)
+
+
+def fail_os(out: Output | None, error: OSError) -> NoReturn:
+    """As `fail`, for what the system refused `tek` itself (a read-only or full disk, a missing
+    permission): the code is the errno's name (`EROFS`), and the exit code 1."""
+    name = errno.errorcode.get(error.errno or 0, "OSError")
+    details = {"path": str(error.filename)} if error.filename is not None else {}
+    _say(out, name, error.strerror or str(error), details, EXIT_ERROR)
+
+
+def _say(
+    out: Output | None, code: str, message: str, details: dict[str, Any], exit_code: int
+) -> NoReturn:
+    if out is not None and out.json:
+        error = {"code": code, "message": message, "details": details}
+        sys.stdout.write(json.dumps({"error": error}, default=str) + "\n")
     else:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[red]error[/] ({error.code}): {error.message}"
-        )
-    sys.exit(code)
+        click.echo(f"{click.style('error', fg='red')}: {code}: {message}", err=True)
+        for key, value in details.items():
+            if isinstance(value, str):
+                if value not in message:  # `path`, `id`: the message names them already
+                    click.echo(f"  {key}: {value}", err=True)
+            elif isinstance(value, (int, float, bool)):  # as in JSON: `retryable: false`
+                click.echo(f"  {key}: {json.dumps(value)}", err=True)
+            # a list or a map (every field's error) is the command's to show, if it wants
+    sys.exit(exit_code)
 
 
 @contextlib.contextmanager
 def gateway_client(out: Output, *, timeout: float = 10.0) -> Iterator[Client]:
     """A Client for the home's gateway; a clear error and exit 3 when none runs."""
+    from tek_actors.client import Client
+
     try:
-        client = Client(out.endpoint, home=out.home, token=out.token, timeout=timeout)
+        client = Client(out.endpoint, home=out.home, timeout=timeout)
     except TekError as exc:
         fail(out, exc)
     try:

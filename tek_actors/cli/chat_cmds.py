@@ -53,7 +53,7 @@ def chat(ctx: click.Context, session_id: str | None, model: str | None) -> None:
         ctx.invoke(start_gateway, timeout=60.0, endpoint=None)
     outbox = out.home.state_dir / "chat-outbox.db"
     try:
-        client = Client(out.endpoint, home=out.home, token=out.token, outbox=outbox, timeout=60)
+        client = Client(out.endpoint, home=out.home, outbox=outbox, timeout=60)
     except TekError as exc:
         fail(out, exc)
     resuming = session_id is not None

@@ -30,7 +30,7 @@ def config() -> None:
 @contextlib.contextmanager
 def _access(out: Output) -> Iterator[ConfigAccess]:
     try:
-        with ConfigAccess(out.home, out.endpoint, out.token) as access:
+        with ConfigAccess(out.home, out.endpoint) as access:
             yield access
     except TekError as exc:
         fail(out, exc)

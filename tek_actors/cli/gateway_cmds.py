@@ -25,8 +25,7 @@ def gateway() -> None:
 
 
 @gateway.command()
-@click.option("--endpoint", help="Bind here instead of the home's ipc socket (tcp needs --token).")
-@click.option("--token", envvar="TEK_TOKEN", help="Token clients must send in hello (tcp).")
+@click.option("--endpoint", help="Bind here instead of the home's ipc socket (tcp: CURVE keys).")
 @click.option("--log-level", help="DEBUG, INFO, WARNING or ERROR (default from logging.json).")
 @click.option("--log-file", is_flag=True, help="Also log to <state>/gateway.log (rotated).")
 @click.option("--quiet", is_flag=True, help="With --log-file: log only to the file.")
@@ -34,7 +33,6 @@ def gateway() -> None:
 def run(
     out: Output,
     endpoint: str | None,
-    token: str | None,
     log_level: str | None,
     log_file: bool,
     quiet: bool,
@@ -48,7 +46,7 @@ def run(
         log_level, log_file=home.log_path if log_file else None, stderr=not (quiet and log_file)
     )
     try:
-        gw = Gateway(home, endpoint=endpoint or out.endpoint, token=token or out.token)
+        gw = Gateway(home, endpoint=endpoint or out.endpoint)
         code = gw.run()
     except TekError as exc:
         fail(out, exc)

@@ -1,28 +1,110 @@
-"""The `tek` command: global options and the small commands (`ping`, `events`)."""
+"""The `tek` command: its global options, and its commands, each imported when it runs.
+
+`tek --version` and `tek --help` import click and this module only; a command imports its own
+module and what that needs (the client for `ping`, rich for a table, the gateway for `gateway
+run`), so that a small command starts in a few times the interpreter's own start-up
+(tools/bench/bench_cli.py measures it; tests/cli/test_cli_imports.py checks what each command
+imports). That is also why a few imports below sit inside the functions that use them.
+"""
 
 from __future__ import annotations
 
-import time
+import importlib
 from typing import Any
 
 import click
 
 from tek_actors._version import __version__
-from tek_actors.cli._output import Output, fail, gateway_client
-from tek_actors.cli.approvals_cmds import approvals
-from tek_actors.cli.chat_cmds import chat, sessions
-from tek_actors.cli.config_cmds import config
-from tek_actors.cli.gateway_cmds import gateway
-from tek_actors.cli.procs_cmds import procs
-from tek_actors.cli.providers_cmds import providers
-from tek_actors.cli.setup_cmd import setup
 from tek_actors.errors import TekError
-from tek_actors.home import TekHome
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]
+
+# Every command: the module that defines it (as an attribute of the same name), and the first
+# sentence of its docstring, which `tek --help` shows without importing the module
+# (tests/cli/test_cli_imports.py checks that the two agree).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "approvals": (
+        "tek_actors.cli.approvals_cmds",
+        "Tool calls waiting for a person, and what was decided.",
+    ),
+    "chat": (
+        "tek_actors.cli.chat_cmds",
+        "Talk with a model; its tools work in the current folder.",
+    ),
+    "config": (
+        "tek_actors.cli.config_cmds",
+        "Read and change the configuration (config.json), validated and applied live.",
+    ),
+    "events": (
+        "tek_actors.cli.events_cmd",
+        "Print the gateway's events (durable ones in seq order, across gateway restarts).",
+    ),
+    "gateway": ("tek_actors.cli.gateway_cmds", "Run and manage the gateway process."),
+    "ping": (
+        "tek_actors.cli.ping_cmd",
+        "Check that the gateway answers; print its boot id and head seq.",
+    ),
+    "procs": (
+        "tek_actors.cli.procs_cmds",
+        "Processes the gateway runs and watches (they outlive gateway restarts).",
+    ),
+    "providers": (
+        "tek_actors.cli.providers_cmds",
+        "Model providers: what is configured, their health, a live test.",
+    ),
+    "sessions": ("tek_actors.cli.chat_cmds", "Stored conversations."),
+    "setup": (
+        "tek_actors.cli.setup_cmd",
+        "Set up tek step by step; an interrupted setup resumes where it stopped.",
+    ),
+}
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """The commands of COMMANDS, each imported the first time it is asked for; and the one
+    place where an error no command handled (a TekError, or an OSError of this process) becomes
+    a one-line message and exit code (`_output.fail`) instead of a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            # A name that is no command loads them all, so that click's "did you mean" (which
+            # looks at the loaded ones) sees every command: only a typo pays for that.
+            for name in [cmd_name] if cmd_name in COMMANDS else COMMANDS:
+                if name not in self.commands:
+                    module = importlib.import_module(COMMANDS[name][0])
+                    self.add_command(getattr(module, name), name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # As click's own, but a command not loaded yet is described from COMMANDS.
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name][1])
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TekError as exc:  # e.g. a gateway's error answer that the command let through
+            from tek_actors.cli._output import fail
+
+            fail(ctx.obj, exc)
+        except BrokenPipeError:
+            raise  # `tek events | head`: click ends that quietly
+        except OSError as exc:  # the disk or the system refused something to `tek` itself
+            from tek_actors.cli._output import fail_os
+
+            fail_os(ctx.obj, exc)
+
+
+@click.group(cls=LazyGroup)
 @click.option(
     "--home",
     envvar="TEK_HOME",
@@ -31,89 +113,18 @@ __all__ = ["cli", "main"]
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one JSON per line.")
 @click.option("--endpoint", envvar="TEK_ENDPOINT", help="Gateway endpoint (default: from home).")
-@click.option("--token", envvar="TEK_TOKEN", help="Token for tcp:// endpoints.")
 @click.version_option(__version__, prog_name="tek")
 @click.pass_context
-def cli(
-    ctx: click.Context, home: str | None, as_json: bool, endpoint: str | None, token: str | None
-) -> None:
+def cli(ctx: click.Context, home: str | None, as_json: bool, endpoint: str | None) -> None:
     """tek: the gateway of a self-hosted AI agent."""
-    ctx.obj = Output(TekHome.resolve(home), as_json, endpoint, token)
+    from tek_actors.cli._output import Output
+    from tek_actors.home import TekHome
 
-
-cli.add_command(gateway)
-cli.add_command(config)
-cli.add_command(setup)
-cli.add_command(providers)
-cli.add_command(procs)
-cli.add_command(approvals)
-cli.add_command(chat)
-cli.add_command(sessions)
-
-
-@cli.command()
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for the answer.")
-@click.pass_obj
-def ping(out: Output, timeout: float) -> None:
-    """Check that the gateway answers; print its boot id and head seq."""
-    with gateway_client(out, timeout=timeout) as client:
-        started = time.perf_counter()
-        result = client.ping(timeout=timeout)
-        result["rtt_ms"] = round((time.perf_counter() - started) * 1000, 3)
-    out.done(
-        result,
-        f"pong from boot {result['boot_id']}: head_seq {result['head_seq']}, {result['rtt_ms']} ms",
-    )
-
-
-@cli.command()
-@click.option(
-    "--since",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Replay durable events after this seq (default: only new ones).",
-)
-@click.option("--follow", "-f", is_flag=True, help="Keep following live events.")
-@click.option("--topic", "topics", multiple=True, help="Glob on event names; repeatable.")
-@click.option(
-    "--idle",
-    default=2.0,
-    show_default=True,
-    help="Without --follow: stop after this many seconds with no event.",
-)
-@click.pass_obj
-def events(
-    out: Output, since: int | None, follow: bool, topics: tuple[str, ...], idle: float
-) -> None:
-    """Print the gateway's events (durable ones in seq order, across gateway restarts)."""
-    with gateway_client(out) as client:
-        hello = client.hello(since_seq=since, topics=list(topics) or None)
-        head = hello["head_seq"]
-        if not follow and (since is None or since >= head):
-            return
-        try:
-            for event in client.events(timeout=None if follow else idle):
-                if event.get("event") == "gateway.heartbeat":
-                    continue
-                _print_event(out, event)
-                if not follow and isinstance(event.get("seq"), int) and event["seq"] >= head:
-                    return
-        except KeyboardInterrupt:
-            return
-
-
-def _print_event(out: Output, event: dict[str, Any]) -> None:
-    if out.json:
-        out.emit(event)
-        return
-    seq = event.get("seq")
-    stamp = time.strftime("%H:%M:%S", time.localtime(event.get("ts") or 0))
-    label = f"{seq:>6}" if isinstance(seq, int) else "     ~"
-    click.echo(f"{label} {stamp} {event.get('event')} {event.get('data')}")
+    # No --token: a secret on a command line is visible to every user (ps). A tcp gateway's
+    # credentials come from the home (keys/, token) or TEK_TOKEN.
+    ctx.obj = Output(TekHome.resolve(home), as_json, endpoint)
 
 
 def main() -> None:
-    try:
-        cli(standalone_mode=True)
-    except TekError as exc:  # anything a command did not convert itself
-        fail(Output(TekHome.resolve(None), False, None, None), exc)
+    """The `tek` console script, and `python -m tek_actors`."""
+    cli()

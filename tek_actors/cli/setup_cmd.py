@@ -54,7 +54,7 @@ def setup(out: Output, reset: bool, accept_defaults: bool) -> None:
     asker = ClickAsker(accept_defaults)
     ran = []
     try:
-        with ConfigAccess(out.home, out.endpoint, out.token) as access:
+        with ConfigAccess(out.home, out.endpoint) as access:
             for step in pending:
                 if not out.json:
                     click.echo(f"\n== {step.title} ==")
