@@ -19,7 +19,6 @@ the process.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import signal
 import threading
@@ -36,7 +35,7 @@ from tek_actors._version import __version__
 from tek_actors.actors import RetentionTicker
 from tek_actors.approvals import ApprovalActor
 from tek_actors.config import Config, ConfigActor, ConfigStore
-from tek_actors.errors import InvalidValue, Unavailable
+from tek_actors.errors import Unavailable
 from tek_actors.home import HomeLock, TekHome
 from tek_actors.procs import ProcessMonitorActor
 from tek_actors.providers import ProviderActor
@@ -53,10 +52,11 @@ from tek_actors.runtime import (
     SupervisorHandle,
     SyncStateQuery,
 )
+from tek_actors.runtime.process import foreground_setup, foreground_teardown
 from tek_actors.sessions import SessionManager
 from tek_actors.sessions.manager import CrashSession
 from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly
-from tek_actors.transport import Announcer, Frontend, FrontendSettings
+from tek_actors.transport import Announcer, Frontend, FrontendSettings, ServerAuth, server_auth
 
 if TYPE_CHECKING:
     from tek_actors.client import Client
@@ -85,11 +85,9 @@ class Gateway:
         token_estimator: Callable[[str], int] | None = None,
     ) -> None:
         """`embedded`: runs inside a host process: inproc:// unless `endpoint` says otherwise,
-        and no connection file (the socket, if any, is the host's business).
-
-        The `gateway` section of the configuration in force (config.json, or its last good
-        backup if the file cannot be used) is read here, once: those settings take effect at
-        a start. `endpoint` and `token` override it.
+        and no connection file (the socket, if any, is the host's business). The `gateway`
+        section of the configuration in force (config.json, or its last good backup) is read
+        here, once, and applies at a start; `endpoint` and `token` override it.
 
         `token_estimator`: text -> tokens, for planning what fits a model's window (default:
         bytes / 4; either way calibrated per model from the usage providers report)."""
@@ -102,11 +100,9 @@ class Gateway:
                 loaded.source,
             )
         updates = {k: v for k, v in {"endpoint": endpoint, "token": token}.items() if v}
-        settings = loaded.config.gateway.model_copy(update=updates)
-        if test_hooks is None:
-            test_hooks = settings.test_hooks or os.environ.get("TEK_TEST_HOOKS") == "1"
-        self.settings = settings
-        self.test_hooks = test_hooks
+        self.settings = settings = loaded.config.gateway.model_copy(update=updates)
+        env_hooks = os.environ.get("TEK_TEST_HOOKS") == "1"
+        self.test_hooks = settings.test_hooks or env_hooks if test_hooks is None else test_hooks
         self.clock = clock or RealClock()
         self._own_clock = clock is None
         self._extra_children = extra_children or []
@@ -134,6 +130,7 @@ class Gateway:
         self.endpoint = ""
         self.config_watch_s = config_watch_s  # how often config.json is checked for hand edits
         self._token_estimator = token_estimator
+        self._auth = ServerAuth()
 
     # -- assembling --------------------------------------------------------------------------
 
@@ -146,6 +143,7 @@ class Gateway:
             "shutdown_timeout_s": sup.shutdown_timeout_s,
         }
         every = {"snapshot_every": self.settings.snapshot_every}
+        state = self.home.state_dir
 
         def child(name: str, actor_class: type[Actor], **options: Any) -> ChildSpec:
             return ChildSpec(name, actor_class, options={**every, **options}, **common)
@@ -163,15 +161,10 @@ class Gateway:
             child(
                 "sessions",
                 SessionManager,
-                workspace=self.home.state_dir / "workspace",
+                workspace=state / "workspace",
                 estimator=self._token_estimator,
             ),
-            child(
-                "procs",
-                ProcessMonitorActor,
-                procs_dir=self.home.state_dir / "procs",
-                snapshot_every=500,
-            ),
+            child("procs", ProcessMonitorActor, procs_dir=state / "procs", snapshot_every=500),
             ChildSpec("retention", RetentionTicker, **common),
         ]
         if self.test_hooks:
@@ -209,11 +202,13 @@ class Gateway:
             endpoint = (
                 f"inproc://tek-{self.boot_id}" if self._embedded else (self.home.default_endpoint())
             )
-        if endpoint.startswith("tcp://") and not self.settings.token:
-            raise InvalidValue(
-                "a tcp:// endpoint needs a token (--token or TEK_TOKEN, 16+ chars)",
-                details={"path": "token"},
-            )
+        self._auth = server_auth(
+            endpoint,
+            root=self.home.config_dir,
+            token=self.settings.token,
+            mechanism=self.settings.auth,
+            allow_remote=self.settings.allow_remote,
+        )
         self.home.ensure()
         self._lock.acquire()
         try:
@@ -252,7 +247,7 @@ class Gateway:
         self._frontend = Frontend(
             settings=FrontendSettings(
                 endpoint=endpoint,
-                token=self.settings.token,
+                auth=self._auth,
                 max_frame_bytes=self.settings.max_frame_bytes,
                 default_timeout_ms=self.settings.request_timeout_ms,
                 client_queue_bound=self.settings.client_queue_bound,
@@ -265,6 +260,7 @@ class Gateway:
             control=self,
             boot_id=self.boot_id,
             gateway_version=__version__,
+            clock=self.clock,
             on_fatal=lambda exc: self._fatal(f"the frontend crashed: {exc!r}"),
         )
         self._frontend.set_accepting(False, retry_after_ms=500, state="starting")
@@ -298,8 +294,9 @@ class Gateway:
             if self._fatal_reason is not None:
                 raise Unavailable(self._fatal_reason)
             self._state = "running"
-        auth = "token" if self.settings.token else "none"
-        self._announcer.ready(self.endpoint, self.boot_id, started_at=self.started_at, auth=auth)
+        self._announcer.ready(
+            self.endpoint, self.boot_id, started_at=self.started_at, auth=self._auth.describe()
+        )
 
     def _fence(self, name: str, incarnation: int) -> None:
         """Before an incarnation starts: no write of an older one can land after its replay."""
@@ -326,8 +323,10 @@ class Gateway:
         }
         journal = self._journal
         failed = journal.failed if journal else None
+        refused = journal.refused if journal else None  # the disk is full or read-only
+        disk = refused.details["reason"] if refused is not None and failed is refused else None
         actors["journal"] = {
-            "state": "failed" if failed else "running",
+            "state": disk or ("failed" if failed else "running"),
             "restarts": 0,
             "last_error": str(failed) if failed else None,
         }
@@ -345,7 +344,8 @@ class Gateway:
 
     @property
     def state(self) -> State:
-        if self._state == "running" and self._degraded:
+        refusing = self._journal is not None and self._journal.refused is not None
+        if self._state == "running" and (self._degraded or refusing):
             return "degraded"
         return self._state
 
@@ -561,7 +561,7 @@ class Gateway:
 
         # Installed before the start: a signal that arrives while actors start is not lost.
         previous = {sig: signal.signal(sig, graceful) for sig in (signal.SIGTERM, signal.SIGINT)}
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        foreground_setup()  # faulthandler on SIGUSR1; large freed blocks go back to the OS
         try:
             self.start()
             if signalled:
@@ -570,7 +570,7 @@ class Gateway:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            faulthandler.unregister(signal.SIGUSR1)
+            foreground_teardown()
         thread = self._lifecycle_thread
         if thread is not None:
             thread.join(30.0)
@@ -595,5 +595,5 @@ class Gateway:
 
         if self._frontend is None:
             raise Unavailable("the gateway is not started")
-        kwargs.setdefault("token", self.settings.token)
+        kwargs.setdefault("auth", self._auth.client_side(self.home.config_dir))
         return Client(self.endpoint, context=self._frontend.context, **kwargs)

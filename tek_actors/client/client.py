@@ -31,19 +31,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
+from tek_actors import _logger as logger  # loguru loads at the first record
 from tek_actors.client._calls import READ_ONLY_VERBS, RETRYABLE, Call, is_state_changing
 from tek_actors.client.outbox import Outbox
 from tek_actors.errors import (
     ConnectionLost,
     RequestTimeout,
     TekError,
+    Unauthorized,
     Unavailable,
     error_from_wire,
 )
 from tek_actors.home import TekHome
-from tek_actors.transport import Connection
+from tek_actors.transport import ClientAuth, Connection, client_auth
 from tek_actors.wire import Codec
 
 __all__ = ["READ_ONLY_VERBS", "Client", "is_state_changing"]
@@ -60,6 +60,7 @@ class Client:
         context: Any = None,
         client_id: str | None = None,
         token: str | None = None,
+        auth: ClientAuth | None = None,
         outbox: str | Path | None = None,
         timeout: float = 30.0,
         heartbeat_s: float = 1.0,
@@ -80,9 +81,16 @@ class Client:
                     retry_after_ms=1000,
                 )
         self.endpoint = endpoint
+        if auth is None:  # what the home's gateway asks for: its CURVE key, or a token
+            auth = client_auth(
+                endpoint,
+                root=self._home.config_dir if self._home is not None else None,
+                info=self._home.read_connection() if self._home is not None else None,
+                token=token,
+            )
+        self._auth = auth
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
-        self._token = token
         self._context = context
         self._codec = Codec(max_frame_bytes)
         self._heartbeat_s = heartbeat_s
@@ -184,8 +192,6 @@ class Client:
             "since_seq": since_seq,
             "topics": topics,
         }
-        if self._token is not None:
-            payload["token"] = self._token
         return self.call("hello", payload, timeout=timeout)  # type: ignore[no-any-return]
 
     def next_event(self, timeout: float | None = None) -> dict[str, Any] | None:
@@ -255,8 +261,6 @@ class Client:
             "since_seq": since_seq,
             "topics": topics,
         }
-        if self._token is not None:
-            payload["token"] = self._token
         return payload
 
     def _endpoint_from_home(self) -> str | None:
@@ -289,8 +293,22 @@ class Client:
             self._closing.wait(max(0.0, min(self._next_connect - now, 0.05)))
             return
         self._conn.wait(self._wait_time())
+        if self._conn.refused is not None:
+            self._refused(self._conn.refused)
+            return
         self._receive()
         self._heartbeat()
+
+    def _refused(self, why: str) -> None:
+        """The gateway refused our credentials: every call fails now with `unauthorized` (an
+        outbox keeps its entries), and we try again later (the key may be authorized since)."""
+        error = Unauthorized(why)
+        for call in [*self._in_flight.values(), *self._waiting]:
+            if not call.internal:
+                self._fail(call, error)
+        self._in_flight.clear()
+        self._waiting.clear()
+        self._drop_connection(why)
 
     def _connect(self) -> None:
         if self._home is not None:
@@ -302,6 +320,7 @@ class Client:
                 context=self._context,
                 heartbeat_s=self._heartbeat_s,
                 max_frame_bytes=self._codec.max_frame_bytes,
+                auth=self._auth,
             )
         except ConnectionLost as exc:
             logger.debug("connect failed: {}", exc)
@@ -471,7 +490,9 @@ class Client:
             self._settle(call, result, None)
             return
         error = error_from_wire(message.get("error"))
-        in_time = call.deadline is None or time.monotonic() < call.deadline
+        delay = (error.retry_after_ms or 200) / 1000
+        # A retry that could not go out before the deadline would only hide this answer.
+        in_time = call.deadline is None or time.monotonic() + delay < call.deadline
         final = (error.details or {}).get("retryable") is False  # another try cannot help
         if (
             error.code in RETRYABLE
@@ -481,7 +502,7 @@ class Client:
             and in_time
         ):
             call.sent = False
-            call.retry_at = time.monotonic() + (error.retry_after_ms or 200) / 1000
+            call.retry_at = time.monotonic() + delay
             self._waiting.append(call)
             return
         self._settle(call, None, error)

@@ -55,6 +55,11 @@ class Clock(abc.ABC):
     @abc.abstractmethod
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """`callback` at monotonic time `when` (at once if it is past). Unlike a delay, an
+        absolute time does not drift if the clock moves between reading it and arming."""
+        return self.call_later(when - self.monotonic(), callback)
+
     def close(self) -> None:  # noqa: B027 - optional: a clock without a thread has nothing to stop
         """Stop the clock's thread, if it has one; pending timers are dropped."""
 
@@ -152,6 +157,17 @@ class FakeClock(Clock):
             timer = Timer(self._mono + max(0.0, delay), callback)
             self._heap.push(timer)
             self._armed.notify_all()
+        return timer
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        with self._lock:
+            timer = Timer(when, callback)
+            past = when <= self._mono
+            if not past:
+                self._heap.push(timer)
+                self._armed.notify_all()
+        if past:
+            timer._fire()
         return timer
 
     def pending(self) -> int:

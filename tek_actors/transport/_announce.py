@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -52,10 +53,12 @@ class Announcer:
         self._file = connection_file
         self._notify_socket = notify_socket if connection_file is not None else None
 
-    def ready(self, endpoint: str, boot_id: str, *, started_at: float, auth: str) -> None:
+    def ready(
+        self, endpoint: str, boot_id: str, *, started_at: float, auth: dict[str, Any]
+    ) -> None:
         """Domain requests are served: (re)write the connection file (mode 0600, PROTOCOL.md's
-        fields and `auth`: "token" or "none"), then tell systemd `READY=1` (which also ends a
-        restart's `RELOADING=1`)."""
+        fields, `auth`: "none", "curve" or "token", and for curve the gateway's public
+        `server_key`), then tell systemd `READY=1` (which also ends a restart's `RELOADING=1`)."""
         if self._file is None:
             return
         info = {
@@ -64,7 +67,7 @@ class Announcer:
             "boot_id": boot_id,
             "protocol": 1,
             "started_at": started_at,
-            "auth": auth,
+            **auth,
         }
         write_atomic(self._file, json.dumps(info).encode(), mode=0o600)
         self._notify(f"READY=1\nSTATUS=serving {endpoint} (boot {boot_id})")

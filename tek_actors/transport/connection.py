@@ -13,12 +13,21 @@ from typing import Any
 import zmq
 
 from tek_actors.errors import ConnectionLost
+from tek_actors.transport._auth import ClientAuth
 
 __all__ = ["Connection"]
 
+_REFUSALS = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+
 
 class Connection:
-    """A DEALER connected to `endpoint`. Pass the gateway's `context` for `inproc://`."""
+    """A DEALER connected to `endpoint`. Pass the gateway's `context` for `inproc://`, and
+    `auth` (CURVE keys or a token) for a `tcp://` gateway that asks for it."""
 
     def __init__(
         self,
@@ -29,6 +38,7 @@ class Connection:
         heartbeat_s: float = 1.0,
         max_frame_bytes: int = 1 << 20,
         sndhwm: int = 10_000,
+        auth: ClientAuth | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._own_context = context is None
@@ -45,6 +55,13 @@ class Connection:
             self._socket.setsockopt(zmq.HEARTBEAT_TTL, ivl * 3)
             self._socket.setsockopt(zmq.RECONNECT_IVL, 100)
             self._socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
+            # With credentials, the socket's own events say when the gateway refuses them
+            # (ZAP): `refused` then tells the client, which would otherwise hear only silence.
+            self._monitor: zmq.Socket[Any] | None = None
+            if auth is not None:
+                auth.apply(self._socket)
+            if endpoint.startswith("tcp://"):
+                self._monitor = self._socket.get_monitor_socket(_REFUSALS)
             self._socket.connect(endpoint)
         except zmq.ZMQError as exc:
             self.close()
@@ -55,6 +72,9 @@ class Connection:
         self._poller = zmq.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
         self._poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        if self._monitor is not None:
+            self._poller.register(self._monitor, zmq.POLLIN)
+        self.refused: str | None = None  # why the gateway refused our credentials, if it did
 
     def send(self, frame: bytes) -> bool:
         """Queue one frame without blocking; False if the socket's queue is full."""
@@ -87,6 +107,22 @@ class Connection:
                     pass
             except (BlockingIOError, OSError):
                 pass
+        if self._monitor is not None and self._monitor in ready:
+            self._read_monitor()
+
+    def _read_monitor(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message  # it loads asyncio: only when needed
+
+        assert self._monitor is not None
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.refused = None
+            else:
+                self.refused = (
+                    f"the gateway at {self.endpoint} refused this client's credentials "
+                    "(its CURVE key is not in the gateway's keys/authorized, or the token is wrong)"
+                )
 
     def wake(self) -> None:
         """Thread-safe: make a pending `wait()` return."""
@@ -97,6 +133,10 @@ class Connection:
 
     def close(self, *, linger_ms: int = 0) -> None:
         """Close the socket; up to `linger_ms` is spent sending what is still queued."""
+        monitor = getattr(self, "_monitor", None)
+        if monitor is not None:
+            self._socket.disable_monitor()
+            monitor.close(0)
         self._socket.close(linger_ms)
         for sock in (getattr(self, "_wake_r", None), getattr(self, "_wake_w", None)):
             if sock is not None:

@@ -8,13 +8,16 @@ must echo in `re` (None when the frame had no usable id).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-from pydantic import ValidationError
 
 from tek_actors.errors import BadFrame, InvalidRequest, TekError, TooLarge
-from tek_actors.wire.envelope import Request
+
+if TYPE_CHECKING:  # pydantic and the models load only where requests are validated
+    from pydantic import ValidationError
+
+    from tek_actors.wire.envelope import Request
 
 DEFAULT_MAX_FRAME_BYTES = 1 << 20
 # Containers inside one frame; a frame cannot hold more entries than bytes anyway.
@@ -83,6 +86,10 @@ class Codec:
         request_id = obj.get("id")
         if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
             request_id = None
+        from pydantic import ValidationError
+
+        from tek_actors.wire.envelope import Request
+
         try:
             return Request.model_validate(obj)
         except ValidationError as exc:

@@ -24,6 +24,8 @@ from typing import Any
 
 import msgpack
 import zmq
+import zmq.auth
+import zmq.utils.monitor
 
 READY_TIMEOUT_S = 30.0
 EXIT_TIMEOUT_S = 45.0
@@ -64,10 +66,34 @@ class RawClient:
     between `request()` and `next_event()`.
     """
 
-    def __init__(self, context: zmq.Context[Any], endpoint: str, *, name: str = "c") -> None:
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        endpoint: str,
+        *,
+        name: str = "c",
+        token: str | None = None,
+        curve: tuple[bytes, bytes, bytes] | None = None,
+        routing_id: bytes | None = None,
+        monitor: bool = False,
+    ) -> None:
+        """`token`: ZAP PLAIN (any user name, the token as password); `curve`: (server public
+        key, client public key, client secret key), z85; `monitor`: watch the socket's
+        handshake events (`handshake()`)."""
         self.endpoint = endpoint
         self.socket: zmq.Socket[Any] = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        if routing_id is not None:
+            self.socket.setsockopt(zmq.ROUTING_ID, routing_id)
+        if token is not None:
+            self.socket.plain_username = b"conformance"
+            self.socket.plain_password = token.encode()
+        if curve is not None:
+            server, public, secret = curve
+            self.socket.curve_serverkey = server
+            self.socket.curve_publickey = public
+            self.socket.curve_secretkey = secret
+        self.monitor = self.socket.get_monitor_socket() if monitor else None
         self.socket.connect(endpoint)
         self._ids = itertools.count(1)
         self._name = name
@@ -114,6 +140,12 @@ class RawClient:
                 msg = unpack(frame)
                 assert isinstance(msg, dict), f"the gateway sent a non-map frame: {msg!r}"
                 return msg
+
+    def next_frame(self, timeout: float = DEFAULT_REPLY_TIMEOUT_S) -> dict[str, Any] | None:
+        """The next frame, whatever it is (kept ones first), or None after `timeout`."""
+        if self.inbox:
+            return self.inbox.popleft()
+        return self._recv(time.monotonic() + timeout)
 
     def recv_reply(
         self,
@@ -222,7 +254,31 @@ class RawClient:
             payload["token"] = token
         return self.call("hello", payload, **kw)  # type: ignore[no-any-return]
 
+    def handshake(self, timeout: float = DEFAULT_REPLY_TIMEOUT_S) -> str:
+        """How the first ZMTP handshake ended: "succeeded", "failed" (credentials refused, a
+        mechanism mismatch) or "disconnected", by the socket's own monitor events."""
+        assert self.monitor is not None, "make the client with monitor=True"
+        deadline = time.monotonic() + timeout
+        while self.monitor.poll(max(1, int((deadline - time.monotonic()) * 1000))):
+            event = zmq.utils.monitor.recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                return "succeeded"
+            if event in (
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH,
+                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
+                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+            ):
+                return "failed"
+            if event == zmq.EVENT_DISCONNECTED:
+                return "disconnected"
+            if time.monotonic() >= deadline:
+                break
+        raise AssertionError(f"no handshake outcome within {timeout}s")
+
     def close(self) -> None:
+        if self.monitor is not None:
+            self.socket.disable_monitor()
+            self.monitor.close(linger=0)
         self.socket.close(linger=0)
 
 
@@ -278,6 +334,17 @@ class GatewayProcess:
     log_path: Path
     token: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def curve(self) -> tuple[bytes, bytes, bytes] | None:
+        """(server key, client public, client secret) for a CURVE gateway: the server key from
+        the connection file, the home client's pair from <home>/keys, as any program reads
+        them (zmq.auth's certificate format)."""
+        if self.info.get("auth") != "curve":
+            return None
+        public, secret = zmq.auth.load_certificate(self.home / "keys" / "client.key_secret")
+        assert secret is not None
+        return self.info["server_key"].encode(), public, secret
 
     @property
     def run_dir(self) -> Path:
@@ -338,10 +405,8 @@ def _wait_ready(gw: GatewayProcess, context: zmq.Context[Any]) -> None:
             break
         assert time.monotonic() < deadline, f"no connection file in time; log:\n{gw.log()}"
         exited_or_pause()
-    client = RawClient(context, gw.endpoint, name="ready")
+    client = RawClient(context, gw.endpoint, name="ready", token=gw.token, curve=gw.curve)
     try:
-        if gw.token is not None:
-            client.hello("readiness-probe", token=gw.token)
         while True:
             env = client.envelope("gateway.ping", {})
             client.send(env)
@@ -354,7 +419,8 @@ def _wait_ready(gw: GatewayProcess, context: zmq.Context[Any]) -> None:
         client.close()
 
 
-def start_gateway(*, tcp: bool = False) -> GatewayProcess:
+def start_gateway(*, tcp: bool = False, auth: str = "token") -> GatewayProcess:
+    """A gateway on ipc, or on tcp://127.0.0.1 with `auth` "token" (TEK_TOKEN) or "curve"."""
     home = Path(tempfile.mkdtemp(prefix="tc", dir="/tmp"))
     log_path = home / "conformance-gateway.log"
     args = [sys.executable, "-m", "tek_actors", "--home", str(home), "gateway", "run"]
@@ -362,14 +428,16 @@ def start_gateway(*, tcp: bool = False) -> GatewayProcess:
     env.pop("TEK_TOKEN", None)
     env.pop("TEK_ENDPOINT", None)
     env.pop("TEK_HOME", None)
+    token = TOKEN if tcp and auth == "token" else None
     if tcp:
         args += ["--endpoint", "tcp://127.0.0.1:*"]
-        env["TEK_TOKEN"] = TOKEN
+    if token is not None:
+        env["TEK_TOKEN"] = token
     with open(log_path, "wb") as logfile:
         proc = subprocess.Popen(
             args, env=env, stdout=logfile, stderr=logfile, stdin=subprocess.DEVNULL
         )
-    gw = GatewayProcess(home, proc, log_path, token=TOKEN if tcp else None)
+    gw = GatewayProcess(home, proc, log_path, token=token)
     context: zmq.Context[Any] = zmq.Context()
     try:
         _wait_ready(gw, context)
@@ -402,8 +470,8 @@ def stop_gateway(gw: GatewayProcess) -> None:
 
 
 @contextlib.contextmanager
-def running_gateway(*, tcp: bool = False) -> Iterator[GatewayProcess]:
-    gw = start_gateway(tcp=tcp)
+def running_gateway(*, tcp: bool = False, auth: str = "token") -> Iterator[GatewayProcess]:
+    gw = start_gateway(tcp=tcp, auth=auth)
     try:
         yield gw
     except BaseException:

@@ -33,8 +33,15 @@ def own_gateway() -> Iterator[GatewayProcess]:
 
 @pytest.fixture(scope="module")
 def tcp_gateway() -> Iterator[GatewayProcess]:
-    """A gateway on tcp://127.0.0.1 with a token configured."""
+    """A gateway on tcp://127.0.0.1 with a token configured (ZAP PLAIN)."""
     with running_gateway(tcp=True) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+def curve_gateway() -> Iterator[GatewayProcess]:
+    """A gateway on tcp://127.0.0.1 with no token: CURVE, keys in <home>/keys."""
+    with running_gateway(tcp=True, auth="curve") as gw:
         yield gw
 
 
@@ -43,9 +50,10 @@ def connect(zctx: zmq.Context[Any]) -> Iterator[Callable[..., RawClient]]:
     """connect(endpoint_or_gateway, name=...) -> RawClient; every client is closed afterwards."""
     clients: list[RawClient] = []
 
-    def make(target: GatewayProcess | str, *, name: str = "c") -> RawClient:
+    def make(target: GatewayProcess | str, *, name: str = "c", **auth: Any) -> RawClient:
+        """`auth`: RawClient's token=, curve=, routing_id= (none: no credentials)."""
         endpoint = target if isinstance(target, str) else target.endpoint
-        client = RawClient(zctx, endpoint, name=name)
+        client = RawClient(zctx, endpoint, name=name, **auth)
         clients.append(client)
         return client
 

@@ -92,3 +92,28 @@ def test_bye_comes_after_the_replies_to_everything_sent_before_it(
     assert order[-1] == bye["id"] and sorted(order[:-1]) == sorted(sent)
     check = connect(own_gateway)
     assert check.call("config.get", {"path": "limits.tool_rounds"})["value"] == 20
+
+
+def test_every_bye_is_answered_and_a_reader_that_lags_loses_none(
+    own_gateway: GatewayProcess, connect: Callable[..., RawClient]
+) -> None:
+    """Two byes while a request runs, behind a thousand refusals the client has not read yet
+    (the socket's queue to it is full): every reply arrives, in order, byes last."""
+    client = connect(own_gateway)
+    for _ in range(3_000):  # each is answered bad_frame; the client reads none of them yet
+        client.send_raw(b"\xc1")
+    slow = client.envelope("probe.append", {"key": "slow", "work_ms": 300}, idem="bye-slow")
+    first, second = client.envelope("bye", {}), client.envelope("bye", {})
+    for env in (slow, first, second):
+        client.send(env)
+    order, refused = [], 0
+    while len(order) < 3:
+        reply = client.next_frame(timeout=20)
+        assert reply is not None, f"replies stopped after {order} and {refused} refusals"
+        if reply["re"] is None:
+            refused += 1
+            continue
+        assert_ok(reply)
+        order.append(reply["re"])
+    assert refused == 3_000
+    assert order == [slow["id"], first["id"], second["id"]]

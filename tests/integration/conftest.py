@@ -1,4 +1,5 @@
-"""A gateway and a client over each transport: inproc (embedded), ipc and tcp (with a token)."""
+"""A gateway and a client over each transport: inproc (embedded), ipc, tcp with a token (ZAP
+PLAIN) and tcp with CURVE keys."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ class Rig:
         if self.transport == "inproc":
             client = self.gateway.client(**kwargs)
         else:
-            kwargs.setdefault("token", TOKEN if self.transport == "tcp" else None)
+            if self.transport == "tcp":
+                kwargs.setdefault("token", TOKEN)
+            elif self.transport == "curve":
+                kwargs.setdefault("home", self.gateway.home)  # the home's client key pair
             client = Client(self.gateway.endpoint, **kwargs)
         self.clients.append(client)
         return client
@@ -42,6 +46,8 @@ def open_rig(home: Path, transport: str, **settings: Any) -> tuple[Gateway, Rig]
         kwargs["endpoint"] = f"ipc://{home}/run/gateway.sock"
     elif transport == "tcp":
         kwargs.update(endpoint="tcp://127.0.0.1:*", token=TOKEN)
+    elif transport == "curve":
+        kwargs.update(endpoint="tcp://127.0.0.1:*")
     if settings:
         write_config(home, {"gateway": settings})
     gateway = Gateway(home, embedded=True, **kwargs)
@@ -49,7 +55,7 @@ def open_rig(home: Path, transport: str, **settings: Any) -> tuple[Gateway, Rig]
     return gateway, Rig(gateway, transport)
 
 
-@pytest.fixture(params=["inproc", "ipc", "tcp"])
+@pytest.fixture(params=["inproc", "ipc", "tcp", "curve"])
 def rig(request: pytest.FixtureRequest, home: Path) -> Iterator[Rig]:
     gateway, rig = open_rig(home, request.param)
     try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import zmq
+import zmq.auth
 
 from tek_actors import Client, Conflict, InvalidRequest, RequestTimeout, Unauthorized, UnknownType
+from tek_actors.transport import ClientAuth
 from tests.integration.conftest import Rig
 
 
@@ -91,16 +94,27 @@ def test_a_deadline_is_enforced_and_says_whether_the_work_started(rig: Rig) -> N
     assert client.call("probe.append", slow, idem="slow-1")["count"] == 1
 
 
-@pytest.mark.parametrize("transport", ["tcp"])
-def test_tcp_refuses_clients_without_the_token(make_rig, transport: str) -> None:
+@pytest.mark.parametrize("transport", ["tcp", "curve"])
+def test_tcp_refuses_clients_without_credentials(make_rig, transport: str) -> None:
+    """The handshake itself is refused (ZAP): the client says `unauthorized` at once."""
     rig = make_rig(transport)
-    intruder = rig.client(token="wrong" * 8, timeout=3)
-    with pytest.raises(Unauthorized):
+    wrong = {"token": "wrong" * 8} if transport == "tcp" else {"auth": _stranger(rig)}
+    intruder = rig.client(timeout=10, **wrong)
+    with pytest.raises(Unauthorized) as caught:
         intruder.ping()
-    anonymous = Client(rig.gateway.endpoint, timeout=3)
+    assert "refused this client's credentials" in caught.value.message
+    anonymous = Client(rig.gateway.endpoint, timeout=10)  # no home, no token: no credentials
     try:
         with pytest.raises(Unauthorized):
             anonymous.ping()
     finally:
         anonymous.close()
     assert rig.client().ping()["boot_id"] == rig.gateway.boot_id
+
+
+def _stranger(rig) -> ClientAuth:
+    """A CURVE key pair nobody authorized, for the gateway's real server key (if any)."""
+    public, secret = zmq.curve_keypair()
+    server = rig.gateway.home.config_dir / "keys" / "gateway.key"
+    server_key = zmq.auth.load_certificate(server)[0] if server.exists() else zmq.curve_keypair()[0]
+    return ClientAuth("curve", server_key=server_key, public_key=public, secret_key=secret)

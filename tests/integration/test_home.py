@@ -32,7 +32,16 @@ def test_a_socket_path_too_long_for_unix_sockets_is_refused_clearly(home: Path) 
     assert "longer than a Unix socket allows" in caught.value.message
 
 
-def test_tcp_without_a_token_is_refused(home: Path) -> None:
+def test_tcp_beyond_loopback_needs_allow_remote(home: Path) -> None:
+    for endpoint in ("tcp://0.0.0.0:*", "tcp://*:*"):
+        with pytest.raises(InvalidValue) as caught:
+            Gateway(home, endpoint=endpoint).start()
+        assert caught.value.details["path"] == "gateway.allow_remote"
+    assert not (home / "run" / "gateway.json").exists()
+
+
+def test_a_weak_token_is_refused(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEK_TOKEN", "abc")
     with pytest.raises(InvalidValue) as caught:
         Gateway(home, endpoint="tcp://127.0.0.1:*").start()
-    assert caught.value.details["path"] == "token"
+    assert "at least 16" in caught.value.message

@@ -179,9 +179,10 @@ def test_a_deadline_that_passes_while_waiting_ends_the_call_timeout_unsent(
     clock = FakeClock()
     _, client = gateway_on(provider_config(held, concurrency=1, timeout_s=30.0), clock=clock)
     client.hello(topics=["provider.waiting"])
-    first = client.submit("providers.complete", user("first"))
+    first = client.submit("providers.complete", user("first"), timeout=120)
     held.wait_for_held(1)
-    second = client.submit("providers.complete", user("second"))
+    # The requests' own deadlines (the frontend's, on the same clock) are later than the call's.
+    second = client.submit("providers.complete", user("second"), timeout=120)
     waiting_events(client, 1)  # its deadline timer is armed
     clock.advance(31)  # the call's deadline: the provider's timeout_s
     with pytest.raises(RequestTimeout) as caught:

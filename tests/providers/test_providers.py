@@ -426,7 +426,9 @@ def test_retry_after_is_honoured_before_retrying(
     _, client = gateway_on(provider_config(openai_server), clock=clock)
     armed = clock.pending()
     future = client.submit("providers.complete", {"messages": [{"role": "user", "content": "x"}]})
-    assert clock.wait_for_pending(armed + 1)  # the failure came back and the retry is armed
+    # Two timers: the request's deadline (the frontend's) and, once the failure came back, the
+    # retry's.
+    assert clock.wait_for_pending(armed + 2)
     clock.advance(6.5)
     assert len(openai_server.requests) == 1  # not yet: 7 s were asked for
     clock.advance(1.0)
