@@ -12,7 +12,8 @@ __all__ = ["foreground_setup", "foreground_teardown"]
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_FROM = 128 * 1024
+_MMAP_FROM = 512 * 1024  # above msgpack's 256 KiB packer buffer (one per packb), below a frame
+_TRIM_FROM = 8 << 20  # give the heap's top back only past this: no brk churn per message
 
 
 def foreground_setup() -> None:
@@ -28,7 +29,7 @@ def foreground_setup() -> None:
     try:
         libc = ctypes.CDLL(name)
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_FROM)
-        libc.mallopt(_M_TRIM_THRESHOLD, _MMAP_FROM)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_FROM)
     except (OSError, AttributeError):  # not glibc: its allocator has its own ways
         pass
 

@@ -8,6 +8,7 @@ must echo in `re` (None when the frame had no usable id).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 import msgpack
@@ -86,14 +87,22 @@ class Codec:
         request_id = obj.get("id")
         if not isinstance(request_id, (str, int)) or isinstance(request_id, bool):
             request_id = None
-        from pydantic import ValidationError
-
-        from tek_actors.wire.envelope import Request
-
+        request_model, validation_error = _request_types()
         try:
-            return Request.model_validate(obj)
-        except ValidationError as exc:
+            return request_model.model_validate(obj)
+        except validation_error as exc:
             raise FrameError(invalid_request_from(exc, prefix=""), request_id) from exc
+
+
+@functools.cache
+def _request_types() -> tuple[type[Request], type[ValidationError]]:
+    """The request model and pydantic's error, imported at the first decode (a client, which
+    only encodes requests, never loads pydantic) and kept."""
+    from pydantic import ValidationError
+
+    from tek_actors.wire.envelope import Request
+
+    return Request, ValidationError
 
 
 def invalid_request_from(exc: ValidationError, *, prefix: str) -> InvalidRequest:
