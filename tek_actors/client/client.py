@@ -29,11 +29,10 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tek_actors import _logger as logger  # loguru loads at the first record
 from tek_actors.client._calls import READ_ONLY_VERBS, RETRYABLE, Call, is_state_changing
-from tek_actors.client.outbox import Outbox
 from tek_actors.errors import (
     ConnectionLost,
     RequestTimeout,
@@ -45,6 +44,9 @@ from tek_actors.errors import (
 from tek_actors.home import TekHome
 from tek_actors.transport import ClientAuth, Connection, client_auth
 from tek_actors.wire import Codec
+
+if TYPE_CHECKING:
+    from tek_actors.client.outbox import Outbox
 
 __all__ = ["READ_ONLY_VERBS", "Client", "is_state_changing"]
 
@@ -96,7 +98,11 @@ class Client:
         self._heartbeat_s = heartbeat_s
         self._silence_s = silence_s
         self._reconnect = (reconnect_min_s, reconnect_max_s)
-        self._outbox = Outbox(outbox) if outbox is not None else None
+        self._outbox: Outbox | None = None
+        if outbox is not None:
+            from tek_actors.client.outbox import Outbox  # sqlite3: only for a durable outbox
+
+            self._outbox = Outbox(outbox)
         self._settled = threading.Condition()
         self._commands: queue.SimpleQueue[Call] = queue.SimpleQueue()
         self._events: queue.Queue[dict[str, Any]] = queue.Queue(event_queue_bound)
