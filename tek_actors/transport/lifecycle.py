@@ -44,6 +44,8 @@ from tek_actors.wire import Request, error_reply, ok_reply
 
 __all__ = ["Requests"]
 
+_MAX_HELD = 10_000  # requests of one peer waiting behind its idem look-up
+
 Answer = Callable[[bytes, dict[str, Any]], None]  # (peer identity, reply envelope)
 
 
@@ -99,6 +101,7 @@ class Requests:
         self.pending_bytes = 0
         self._running: dict[str, _Pending] = {}  # idem key -> the first copy, running
         self._held: dict[bytes, deque[_Routed]] = {}  # peers waiting behind a look-up
+        self.held_bytes = 0  # their frames (the one being looked up is not counted)
         self._deadlines: list[tuple[float, int, Ticket]] = []
         self._tiebreak = itertools.count()
         self._timer: Any = None
@@ -110,10 +113,19 @@ class Requests:
         """Take a routed request (its frame was `size` bytes); a refusal is answered here."""
         routed = _Routed(identity, client_id, request, size)
         held = self._held.get(identity)
-        if held is not None:
-            held.append(routed)
-        else:
+        if held is None:
             self._admit(routed)
+        elif (
+            len(held) >= _MAX_HELD
+            or self.pending_bytes + self.held_bytes + size > self._max_pending_bytes
+        ):
+            error = Overloaded(
+                "too many requests wait behind a look-up; retry shortly", retry_after_ms=200
+            )
+            self._error(identity, request.id, error)
+        else:
+            held.append(routed)
+            self.held_bytes += size
 
     def _admit(self, routed: _Routed) -> None:
         """Route `routed` now, unless its idem key needs a look-up (then its peer waits)."""
@@ -170,9 +182,12 @@ class Requests:
         if held and held[0] is routed:
             held.popleft()
         while held:  # the peer's later requests, in order, until one needs a look-up again
-            self._admit(held.popleft())
+            later = held.popleft()
+            self.held_bytes -= later.size
+            self._admit(later)
             if routed.identity in self._held:
                 self._held[routed.identity].extend(held)
+                self.held_bytes += sum(r.size for r in held)
                 return
 
     def _join(self, first: _Pending, routed: _Routed) -> None:
@@ -364,6 +379,7 @@ class Requests:
                 )
                 self._error(routed.identity, routed.request.id, error)
         self._held.clear()
+        self.held_bytes = 0
         self.pending.clear()
         self.pending_bytes = 0
         self._running.clear()
