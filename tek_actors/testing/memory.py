@@ -37,7 +37,9 @@ _BIG_FIELDS: dict[str, Any] = {
 }
 
 
-def big_requests(n: int, *, size: int = MIB - 4096, seed: int = 7) -> Iterator[tuple[str, dict]]:
+def big_requests(
+    n: int, *, size: int = MIB - 4096, seed: int = 7
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """`n` (type, payload) pairs, each with one field of about `size` bytes."""
     rng = random.Random(seed)
     types = sorted(_BIG_FIELDS)

@@ -263,13 +263,23 @@ class Feed:
             if sub.reading or peer.events >= self.replay_chunk:
                 continue  # a read is out, or let it drain first
             sub.reading = True
-            cursor, chunk = sub.cursor, self.replay_chunk
-            self._reader.read(
-                lambda c=cursor, n=chunk: self._journal.read_since(c, limit=n),
-                lambda records, i=identity, s=sub, c=cursor: self._read(i, s, c, records),
-            )
+            self._reader.read(*self._chunk_read(identity, sub))
         if not self._catching_up:
             self._pump.poll_fast(False)
+
+    def _chunk_read(
+        self, identity: bytes, sub: Subscription
+    ) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+        """The next chunk's read (reader thread) and what takes its records (socket thread)."""
+        cursor, chunk = sub.cursor, self.replay_chunk
+
+        def read() -> Any:
+            return self._journal.read_since(cursor, limit=chunk)
+
+        def take(records: Any) -> None:
+            self._read(identity, sub, cursor, records)
+
+        return read, take
 
     def _read(self, identity: bytes, sub: Subscription, cursor: int, records: Any) -> None:
         sub.reading = False

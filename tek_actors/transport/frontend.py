@@ -20,13 +20,14 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 from loguru import logger
 
-from tek_actors.errors import TekError, TooLarge, Unavailable
+from tek_actors.errors import Overloaded, TekError, TooLarge, Unavailable
 from tek_actors.runtime import Clock, Directory, RealClock, Ticket
 from tek_actors.store import EventRecord, Journal
 from tek_actors.transport._contract import FrontendSettings, GatewayControl
@@ -35,10 +36,12 @@ from tek_actors.transport._reader import JournalReader
 from tek_actors.transport.feed import Feed
 from tek_actors.transport.lifecycle import Requests
 from tek_actors.transport.pump import Peer, PumpSettings, RouterPump
-from tek_actors.wire import Codec, FrameError, error_reply
+from tek_actors.wire import Codec, FrameError, Request, error_reply
 from tek_actors.wire.bounds import payload_bound
 
 __all__ = ["Frontend", "FrontendSettings", "GatewayControl"]
+
+_MAX_HELD = 10_000  # frames of one peer waiting behind its read
 
 
 class Frontend(LocalRequests):
@@ -93,6 +96,7 @@ class Frontend(LocalRequests):
             answer=self._answer,
             respond=self.respond,
             wake=lambda: self.pump.post(("expire",)),
+            released=self._release,
             max_pending=settings.max_pending,
             max_pending_bytes=settings.max_pending_bytes,
         )
@@ -108,6 +112,9 @@ class Frontend(LocalRequests):
             on_answered=self._answered,
         )
         self._closing: dict[bytes, list[Any]] = {}  # peers that said bye -> bye's request ids
+        # Frames of a peer whose idem look-up or hello read is out wait here, in order.
+        self._held: dict[bytes, deque[tuple[Request, int]]] = {}
+        self.held_bytes = 0
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
@@ -123,7 +130,7 @@ class Frontend(LocalRequests):
         self._started.wait(10.0)
         if self._start_error is not None:
             self._thread.join(5.0)
-            self._release()
+            self._free()
             raise Unavailable(
                 f"cannot bind {self.settings.endpoint}: {self._start_error}"
             ) from self._start_error
@@ -145,9 +152,9 @@ class Frontend(LocalRequests):
             return
         self.pump.stop()
         self._thread.join(timeout)
-        self._release()
+        self._free()
 
-    def _release(self) -> None:
+    def _free(self) -> None:
         self._reader.close()
         if self._own_clock:
             self._clock.close()
@@ -262,16 +269,55 @@ class Frontend(LocalRequests):
             )
             self._send(peer, error_reply(request.id, error.to_wire()))
             return
+        held = self._held.get(peer.identity)
+        if held is None:
+            self._dispatch(peer, request, len(frame))
+        elif (
+            len(held) >= _MAX_HELD or self.held_bytes + len(frame) > self.settings.max_pending_bytes
+        ):
+            busy = Overloaded(
+                "too many requests wait behind a read; retry shortly", retry_after_ms=200
+            )
+            self._send(peer, error_reply(request.id, busy.to_wire()))
+        else:
+            held.append((request, len(frame)))
+            self.held_bytes += len(frame)
+
+    def _dispatch(self, peer: Peer, request: Request, size: int) -> None:
+        """Serve `request` (local) or route it; if that leaves a read out for the peer (an idem
+        look-up, a hello), its later frames are held until `_release`."""
         local = self.LOCAL.get(request.type)
         if local is None:
             sub = self.feed.subs.get(peer.identity)
             client_id = sub.client_id if sub is not None else None
-            self.requests.route(peer.identity, client_id, request, len(frame))
+            self.requests.route(peer.identity, client_id, request, size)
+        else:
+            try:
+                local(self, peer, request)
+            except TekError as err:
+                self._send(peer, error_reply(request.id, err.to_wire()))
+        if self._busy(peer.identity):
+            self._held.setdefault(peer.identity, deque())
+
+    def _busy(self, identity: bytes) -> bool:
+        return self.requests.looking_up(identity) or identity in self.feed.hellos_out
+
+    def _release(self, identity: bytes) -> None:
+        """The peer's read is done: its held frames go on, in order, until one waits again."""
+        held = self._held.get(identity)
+        if held is None or self._busy(identity):
             return
-        try:
-            local(self, peer, request)
-        except TekError as err:
-            self._send(peer, error_reply(request.id, err.to_wire()))
+        del self._held[identity]
+        while held:
+            request, size = held.popleft()
+            self.held_bytes -= size
+            peer = self.pump.peers.get(identity)
+            if peer is None:
+                continue  # it left meanwhile: nobody to answer
+            self._dispatch(peer, request, size)
+            if identity in self._held:
+                self._held[identity].extend(held)
+                return
 
     def on_post(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -329,6 +375,14 @@ class Frontend(LocalRequests):
 
     def on_stopping(self) -> None:
         self.requests.stopping()
+        stopping = Unavailable(
+            "the gateway is stopping", retry_after_ms=1000, details={"state": "stopping"}
+        )
+        for identity, held in self._held.items():
+            peer = self.pump.peers.get(identity)
+            while held and peer is not None:
+                self._send(peer, error_reply(held.popleft()[0].id, stopping.to_wire()))
+        self._held.clear()
         self._notify_idle()
 
     # -- replies -----------------------------------------------------------------------------
@@ -343,7 +397,10 @@ class Frontend(LocalRequests):
         self._answered(identity)
 
     def _answered(self, identity: bytes) -> None:
-        """A reply to `identity` went out: if it said bye, bye may be due now."""
+        """A reply to `identity` went out: held frames may go on; if it said bye, bye may be
+        due now."""
+        if identity in self._held:
+            self._release(identity)
         peer = self.pump.peers.get(identity)
         if peer is not None and identity in self._closing:
             self._close_when_answered(peer)

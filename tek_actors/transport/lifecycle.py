@@ -12,8 +12,8 @@ socket thread; the journal is read only through the JournalReader, off that thre
 - otherwise it runs, and the ticket carries the key and the request's digest to the actor,
   which writes the record in the same transaction as the request's events: the record is
   durable exactly when the change it answers is.
-The look-up is a read on the reader thread. While it runs, later requests of the same peer wait
-behind it, so one peer's routed requests reach the actors in the order it sent them.
+The look-up is a read on the reader thread. While it runs, the frontend holds the same peer's
+later frames, so one peer's requests are taken in the order it sent them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import heapq
 import itertools
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +42,6 @@ from tek_actors.transport._reader import JournalReader
 from tek_actors.wire import Request, error_reply, ok_reply
 
 __all__ = ["Requests"]
-
-_MAX_HELD = 10_000  # requests of one peer waiting behind its idem look-up
 
 Answer = Callable[[bytes, dict[str, Any]], None]  # (peer identity, reply envelope)
 
@@ -81,6 +78,7 @@ class Requests:
         answer: Answer,
         respond: Callable[[Ticket, bool, Any], None],
         wake: Callable[[], None],
+        released: Callable[[bytes], None],
         max_pending: int,
         max_pending_bytes: int,
     ) -> None:
@@ -91,6 +89,7 @@ class Requests:
         self._answer_to = answer
         self._respond = respond
         self._wake = wake  # posts ("expire",) to the socket thread
+        self._released = released  # a peer's look-up is done: its held frames may go on
         self._max_pending = max_pending
         self._max_pending_bytes = max_pending_bytes
         self.default_timeout_ms = 60_000
@@ -100,8 +99,7 @@ class Requests:
         self.pending: dict[Ticket, _Pending] = {}
         self.pending_bytes = 0
         self._running: dict[str, _Pending] = {}  # idem key -> the first copy, running
-        self._held: dict[bytes, deque[_Routed]] = {}  # peers waiting behind a look-up
-        self.held_bytes = 0  # their frames (the one being looked up is not counted)
+        self._looking: dict[bytes, _Routed] = {}  # peer -> its request whose idem is read
         self._deadlines: list[tuple[float, int, Ticket]] = []
         self._tiebreak = itertools.count()
         self._timer: Any = None
@@ -110,22 +108,13 @@ class Requests:
     # -- in ------------------------------------------------------------------------------------
 
     def route(self, identity: bytes, client_id: str | None, request: Request, size: int) -> None:
-        """Take a routed request (its frame was `size` bytes); a refusal is answered here."""
-        routed = _Routed(identity, client_id, request, size)
-        held = self._held.get(identity)
-        if held is None:
-            self._admit(routed)
-        elif (
-            len(held) >= _MAX_HELD
-            or self.pending_bytes + self.held_bytes + size > self._max_pending_bytes
-        ):
-            error = Overloaded(
-                "too many requests wait behind a look-up; retry shortly", retry_after_ms=200
-            )
-            self._error(identity, request.id, error)
-        else:
-            held.append(routed)
-            self.held_bytes += size
+        """Take a routed request (its frame was `size` bytes); a refusal is answered here. If
+        its idem key needs a look-up, `looking_up(identity)` is true until `released` is
+        called with it (the frontend holds the peer's later frames meanwhile)."""
+        self._admit(_Routed(identity, client_id, request, size))
+
+    def looking_up(self, identity: bytes) -> bool:
+        return identity in self._looking
 
     def _admit(self, routed: _Routed) -> None:
         """Route `routed` now, unless its idem key needs a look-up (then its peer waits)."""
@@ -149,7 +138,7 @@ class Requests:
             self._error(routed.identity, routed.request.id, err)
             return
         key = request.idem
-        self._held[routed.identity] = deque([routed])  # first: the one being looked up
+        self._looking[routed.identity] = routed
         self._reader.read(
             lambda: self._journal.idem_lookup(key), lambda record: self._looked_up(routed, record)
         )
@@ -178,17 +167,8 @@ class Requests:
                     self._start(routed)
         except TekError as err:
             self._error(routed.identity, routed.request.id, err)
-        held = self._held.pop(routed.identity, deque())
-        if held and held[0] is routed:
-            held.popleft()
-        while held:  # the peer's later requests, in order, until one needs a look-up again
-            later = held.popleft()
-            self.held_bytes -= later.size
-            self._admit(later)
-            if routed.identity in self._held:
-                self._held[routed.identity].extend(held)
-                self.held_bytes += sum(r.size for r in held)
-                return
+        del self._looking[routed.identity]
+        self._released(routed.identity)
 
     def _join(self, first: _Pending, routed: _Routed) -> None:
         if first.ticket.idem_digest != routed.digest:
@@ -287,7 +267,7 @@ class Requests:
 
     def unanswered(self, identity: bytes) -> bool:
         """Whether a routed request `identity` sent still awaits its reply."""
-        return identity in self._held or any(
+        return identity in self._looking or any(
             p.identity == identity and not p.expired for p in self.pending.values()
         )
 
@@ -372,14 +352,12 @@ class Requests:
                 details={"state": "stopping", "started": started},
             )
             self._answer(pending, error_reply(pending.request_id, error.to_wire()))
-        for held in self._held.values():
-            for routed in held:
-                error = Unavailable(
-                    "the gateway is stopping", retry_after_ms=1000, details={"state": "stopping"}
-                )
-                self._error(routed.identity, routed.request.id, error)
-        self._held.clear()
-        self.held_bytes = 0
+        for routed in self._looking.values():
+            error = Unavailable(
+                "the gateway is stopping", retry_after_ms=1000, details={"state": "stopping"}
+            )
+            self._error(routed.identity, routed.request.id, error)
+        self._looking.clear()
         self.pending.clear()
         self.pending_bytes = 0
         self._running.clear()

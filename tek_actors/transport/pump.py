@@ -239,8 +239,8 @@ class RouterPump:
         peer.leaving = False  # it said bye, then went on: a new session on the same peer
         self.counters["frames"] += 1
         if len(frames) != 2:
-            error = {"code": "bad_frame", "message": "a message must be exactly one frame, "}
-            error["message"] += f"got {len(frames) - 1}"
+            message = f"a message must be exactly one frame, got {len(frames) - 1}"
+            error: dict[str, Any] = {"code": "bad_frame", "message": message}
             self.send(peer, self._codec.encode(error_reply(None, error)))
             return
         frame = frames[1]

@@ -25,6 +25,7 @@ def test_a_deadline_passes_when_the_clock_says_so(home: Path) -> None:
                 client.send({**env, "timeout_ms": 30_000})
             requests = gw._frontend.requests  # read from here only to know both arrived
             until(lambda: len(requests.pending) == 2, "both requests are pending")
+            until(lambda: any(t.started for t in list(requests.pending)), "the probe took one")
             clock.advance(31)  # past both deadlines (30 s of the gateway's time)
             # Both answered now, in deadline order, well before the busy request's 5 s end.
             error = assert_error(client.recv_reply(busy["id"], timeout=4), "timeout")
