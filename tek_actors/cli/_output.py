@@ -89,13 +89,11 @@ class Output:
 
 
 def fail(out: Output | None, error: TekError) -> NoReturn:
-    """Say what went wrong and exit (1, or 3 when the gateway is unavailable; a refusing disk is
-    1): one JSON line on stdout with `--json`, else `error: <code>: <message>` on stderr, then a
-    line for each detail that is a plain value the message does not already say. Never a
+    """Say what went wrong and exit (1, or 3 when the gateway is unavailable, a refusing disk
+    included): one JSON line on stdout with `--json`, else `error: <code>: <message>` on stderr,
+    then a line for each detail that is a plain value the message does not already say. Never a
     traceback: an error the gateway answered is not a bug of `tek`."""
-    # A full or read-only disk is the gateway answering (it runs): an error, not "no gateway".
-    storage = isinstance(error, Unavailable) and "reason" in (error.details or {})
-    code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) and not storage else EXIT_ERROR
+    code = EXIT_UNAVAILABLE if isinstance(error, Unavailable) else EXIT_ERROR
     _say(out, error.code, error.message, error.details, code)
 
 
