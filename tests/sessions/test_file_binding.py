@@ -27,6 +27,7 @@ from tek_actors.sessions.writes import open_folder, perform_write, write_intent
 from tek_actors.testing import GatewayProcess, write_config
 from tests.conftest import Start
 from tests.sessions.conftest import until
+from tests.sessions.test_tool_loop import _pending_approval as _asked
 
 SECRET = "SECRET, outside the folder"
 
@@ -61,15 +62,6 @@ def _start(client: Client, work: Path, tool: str, arguments: dict[str, Any]) -> 
     text = f"tool: {tool} {json.dumps(arguments)}"
     client.call("sessions.send", {"id": session, "text": text})
     return session
-
-
-def _asked(client: Client, session_id: str) -> dict[str, Any]:
-    while True:
-        event = client.next_event(30)
-        assert event is not None, "no approval was requested"
-        data = event["data"]
-        if event["event"] == "approval.requested" and data["session"] == session_id:
-            return dict(data)
 
 
 def _result(client: Client, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
