@@ -1,50 +1,82 @@
 """The runner: starts one tool process detached from the gateway and records how it ended.
 
-    python -I .../tek_actors/procs/runner.py DIR REPORT_FD
+Two ways in, one logic (`run`):
+
+    python -I .../tek_actors/procs/runner.py DIR REPORT_FD   the old entry: a fresh interpreter
+    zygote.py, forked per start                             the usual one (no interpreter start)
 
 DIR holds `spec.json` ({"argv", "cwd", "env", "intent"}), written by the process monitor after
-it journaled the intent to start it (runtime/effects.py). The runner forks
-away from the monitor (so it is never the gateway's child: no zombie, nothing to reap) in a
-session of its own (neither a `kill -9` of the gateway nor a signal to the gateway's group
-reaches it), and starts the process in a new process group, with stdout and stderr appended to
-`DIR/stdout.log` and `DIR/stderr.log`, writes `DIR/status.json` ({"pid", "pgid", "create_time",
-"started_at"}), tells the monitor "ok PID" (or "error MESSAGE") on REPORT_FD, waits, and writes
-`status.json` again with the end: `exit_code` or `signal`, and `ended_at`. Every write of
-status.json is atomic and fsynced, so whatever reads it (a monitor that was down meanwhile)
-sees a whole record.
+it journaled the intent to start it (runtime/effects.py). The runner is never the gateway's
+child (the old entry forks away; a zygote's child belongs to the zygote, which reaps it), runs in
+a session of its own (neither a `kill -9` of the gateway or the zygote nor a signal to their
+groups reaches it), and starts the process in a new process group, with stdout and stderr
+appended to `DIR/stdout.log` and `DIR/stderr.log`, writes `DIR/status.json` ({"pid", "pgid",
+"create_time", "started_at", "runner_pid"}), reports "ok PID" (or "error MESSAGE") to the
+monitor, waits, tells the monitor the end (a zygote's runner: on its pipe), writes `status.json`
+again with it (`exit_code` or `signal`, and `ended_at`), and only then exits: a monitor that
+missed the end's line learns of it from the runner's exit (a pidfd), and finds it on disk.
+Every write of status.json is atomic, so whatever reads it (a monitor that was down meanwhile)
+sees a whole record, and fsynced: the end before the runner exits, the start just after it was
+reported (the monitor journals the start durably before it answers anyway).
 
 Before it starts the process the runner *claims* the start: it creates `DIR/claim` with
-O_EXCL, writing its pid. A monitor of a later boot that finds the intent without an outcome
-makes the same claim: exactly one of them wins, so either the runner starts the process (and
-status.json will say so) or it provably never will. The process's environment carries
-TEK_EFFECT_ID (the intent's id), so it can be told apart from every other process even if its
-runner was killed before it wrote status.json. The report to the monitor is best effort: a
-monitor killed meanwhile must not take the runner (and the exit status) with it.
+O_EXCL, writing its pid. A monitor that finds the start without an outcome (a later boot, or
+this one once the runner or its zygote died before reporting) makes the same claim: exactly
+one of them wins, so either the runner starts the process (and status.json will say so) or it
+provably never will. The process's environment carries TEK_EFFECT_ID (the intent's id), so it
+can be told apart from every other process even if its runner was killed before it wrote
+status.json. The report to the monitor is best effort: a monitor killed meanwhile must not take
+the runner (and the exit status) with it.
 
-The standard library only, run by path (`-I`): it starts in milliseconds, where importing the
-whole tek_actors package would take most of a second.
+The standard library only, run by path (`-I`): importing the whole tek_actors package would
+take most of a second. Test kill points (`runner.claimed`, `runner.started`) are read from the
+environment like runtime/killpoints.py's.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
+import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def write_status(folder: Path, status: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".status.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w") as out:
-        json.dump(status, out)
-        out.flush()
-        os.fsync(out.fileno())
+def write_status(folder: Path, status: dict[str, Any], *, durable: bool = True) -> None:
+    """Replace status.json atomically (temp file, rename); `durable`: fsynced, file and folder,
+    before it returns. Not durable: `make_durable` later (what a reader sees is whole either
+    way; only an OS crash could lose it meanwhile). The runner is the folder's one writer, so
+    the temp file's name is fixed."""
+    tmp = folder / ".status.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(status).encode())
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, folder / "status.json")
+    if durable:
+        _fsync_folder(folder)
+
+
+def make_durable(folder: Path) -> None:
+    """fsync status.json and its folder (after a `write_status(durable=False)`)."""
+    fd = os.open(folder / "status.json", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
     dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -58,14 +90,21 @@ def create_time(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = int(fields[19])
-        btime = next(
-            float(line.split()[1])
-            for line in Path("/proc/stat").read_text().splitlines()
-            if line.startswith("btime")
-        )
+        btime = boot_time()
     except (OSError, IndexError, ValueError, StopIteration):
         return None
     return btime + ticks / os.sysconf("SC_CLK_TCK")
+
+
+@functools.cache
+def boot_time() -> float:
+    """When the machine booted (constant until it boots again): read once per process (a
+    zygote reads it before it forks, so its runners need not)."""
+    return next(
+        float(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime")
+    )
 
 
 def claim(folder: Path, owner: str) -> bool:
@@ -90,52 +129,96 @@ def report(fd: int, line: str) -> None:
         pass
 
 
-def main(folder: Path, report_fd: int) -> int:
-    if os.fork() > 0:  # the monitor reaps this parent at once; the runner is nobody's child
-        os._exit(0)
+def kill_point(name: str) -> None:
+    """runtime/killpoints.py's kill_point, for a process that cannot import it."""
+    if os.environ.get("TEK_TEST_KILL_AT") == name and os.environ.get("TEK_TEST_HOOKS") == "1":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def spawn(argv: list[str], cwd: str | None, env: dict[str, str], out: int, err: int) -> int:
+    """Start `argv` as subprocess.Popen would (the program looked up on `env`'s PATH, in
+    `cwd`, stdin from /dev/null, stdout and stderr to `out` and `err`, in a new process group,
+    with SIGPIPE and SIGXFSZ back to their defaults and no other descriptor inherited: Python
+    opens them all close-on-exec), through posix_spawn, which costs a third of Popen's fork.
+    Changes this process's working folder to `cwd`. Raises OSError as Popen does."""
+    program = argv[0]
+    if "/" not in program:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        program = found
+    if cwd is not None:
+        os.chdir(cwd)
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        return os.posix_spawn(
+            program,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, null, 0),
+                (os.POSIX_SPAWN_DUP2, out, 1),
+                (os.POSIX_SPAWN_DUP2, err, 2),
+            ],
+            setpgroup=0,
+            setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+            setsigmask=(),
+        )
+    finally:
+        os.close(null)
+
+
+def run(
+    folder: Path,
+    tell: Callable[[str], None],
+    ended: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Claim, start, record, `tell` the monitor "ok PID" or "error MESSAGE", wait, record the
+    end (after `ended(end)`, if given: the monitor then need not wait for the end's fsyncs).
+    Both are best effort. Returns the runner's exit code. Runs in the runner's own process."""
     spec = json.loads((folder / "spec.json").read_text())
     if not claim(folder, f"runner {os.getpid()}"):
-        report(report_fd, "error the start was abandoned by the gateway\n")
+        tell("error the start was abandoned by the gateway")
         return 1
+    kill_point("runner.claimed")
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)  # a handler, not SIG_IGN: the child gets defaults
-    out = open(folder / "stdout.log", "ab")  # noqa: SIM115 - held for the child's lifetime
-    err = open(folder / "stderr.log", "ab")  # noqa: SIM115
+    logs = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    out = os.open(folder / "stdout.log", logs, 0o600)
+    err = os.open(folder / "stderr.log", logs, 0o600)
     try:
-        child = subprocess.Popen(
-            spec["argv"],
-            cwd=spec.get("cwd") or None,
-            env={**spec["env"], "TEK_EFFECT_ID": spec.get("intent", "")},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            process_group=0,
-            close_fds=True,
-        )
+        env = {**spec["env"], "TEK_EFFECT_ID": spec.get("intent", "")}
+        pid = spawn(spec["argv"], spec.get("cwd") or None, env, out, err)
     except OSError as exc:
         code = 127 if isinstance(exc, FileNotFoundError) else 126
         message = f"cannot start {spec['argv'][0]!r}: {exc.strerror or exc}"
         write_status(folder, {"error": message, "exit_code": code, "ended_at": time.time()})
-        report(report_fd, f"error {message}\n")
+        tell(f"error {message}")
         return code
     finally:
-        out.close()
-        err.close()
+        os.close(out)
+        os.close(err)
     started = {
-        "pid": child.pid,
-        "pgid": child.pid,
-        "create_time": create_time(child.pid),
+        "pid": pid,
+        "pgid": pid,
+        "create_time": create_time(pid),
         "started_at": time.time(),
         "runner_pid": os.getpid(),
     }
-    write_status(folder, started)
-    report(report_fd, f"ok {child.pid}\n")
-    while True:
-        try:
-            code = child.wait()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-            continue
+    # Reported before it is fsynced: the monitor journals the start (durably) before it
+    # answers, and a monitor that was down finds the file whole anyway; only an OS crash in
+    # between could lose it, and then the claim (fsynced) still proves it was started.
+    write_status(folder, started, durable=False)
+    kill_point("runner.started")
+    tell(f"ok {pid}")
+    # A process that has ended already (a quick tool) is told at once: the end's record,
+    # written durably below, replaces the start's anyway. Else the start's record is made
+    # durable before the long wait.
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done == 0:
+        make_durable(folder)
+        done, status = os.waitpid(pid, 0)  # (PEP 475 retries EINTR)
+    code = os.waitstatus_to_exitcode(status)
     end: dict[str, Any] = {**started, "ended_at": time.time()}
     if code < 0:
         end["signal"] = -code
@@ -143,8 +226,18 @@ def main(folder: Path, report_fd: int) -> int:
     else:
         end["exit_code"] = code
         end["signal"] = None
+    if ended is not None:
+        ended(end)  # the monitor records it now; status.json is for a monitor that is down
     write_status(folder, end)
     return 0
+
+
+def main(folder: Path, report_fd: int) -> int:
+    """The old entry: a fresh interpreter, started by spawn.launch when no zygote is up."""
+    if os.fork() > 0:  # the monitor reaps this parent at once; the runner is nobody's child
+        os._exit(0)
+    os.set_inheritable(report_fd, False)  # passed to us; the process must not hold it
+    return run(folder, lambda line: report(report_fd, line + "\n"))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""Starting a process through the runner, and what the world says of a start afterwards.
+"""Starting a process through the old runner, and what the world says of a start afterwards.
 
-The monitor (monitor.py) journals a start's intent, then calls `launch`; a start whose runner
-never reported (a kill -9 of the gateway between the two, a hung runner) is settled from the
-world with `settle_from_world`: the runner's O_EXCL claim, status.json, and the environment
-variable TEK_EFFECT_ID every process it starts carries (runner.py). Everything here runs on the
+The monitor (starts.py) journals a start's intent, then hands it to its zygote, or to `launch`
+when there is none; a start whose runner never reported (a kill -9 of the gateway in between,
+a runner or zygote that died, a hung runner) is settled from the world with
+`settle_from_world`: the runner's O_EXCL claim, status.json, and the environment variable
+TEK_EFFECT_ID every process it starts carries (runner.py). Everything here runs on the
 monitor's thread and blocks at most START_TIMEOUT_S.
 """
 
@@ -91,13 +92,16 @@ def check_program(program: str, env: dict[str, str], cwd: str | None) -> None:
 
 
 def launch(folder: Path) -> str | None:
-    """Start the runner and wait for its report (it comes within milliseconds); None if
-    none came (then only the claim can tell whether the process started)."""
+    """Start the old runner (a fresh interpreter: about 50 ms) and wait for its report; None
+    if none came (then only the claim can tell whether the process started). The fallback for
+    when the zygote (zygote.py) is down, and for a start tried a second time."""
     read_fd, write_fd = os.pipe()
     try:
         with open(folder / "runner.log", "wb") as log:
             runner = subprocess.Popen(
                 [sys.executable, "-I", str(RUNNER), str(folder), str(write_fd)],
+                # the old runner is the fallback, never a test's target: no kill points in it
+                env={k: v for k, v in os.environ.items() if k != "TEK_TEST_KILL_AT"},
                 pass_fds=(write_fd,),
                 start_new_session=True,
                 stdin=subprocess.DEVNULL,

@@ -5,6 +5,18 @@
 once, as a `kill -9` from outside would, but at exactly the instant a test wants (between an
 effect and its record, say), which no outside timing can hit every time. Read on each call
 (points are on rare paths: a process start, not a message), so nothing is cached per process.
+
+The points, by where they are:
+
+- the gateway: `procs.intended` (a start's intent is journaled, nothing handed out yet),
+  `procs.spawned` (its runner reported, nothing journaled yet), `tools.begun`,
+  `tools.write_intended`, `tools.written`;
+- the process zygote (procs/zygote.py, which cannot import this module and reads the same
+  variables): `zygote.received` (the zygote read a start and has not handed it out);
+- a runner the zygote forked (procs/runner.py): `zygote.forked` (given its folder, before
+  its claim), `runner.claimed` (claimed, the process not started), `runner.started` (started
+  and recorded in status.json, not reported). The zygote's points fire on the first zygote's
+  first start only, so a start made again after one is not killed again.
 """
 
 from __future__ import annotations

@@ -6,59 +6,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tek_actors import Client, Conflict, Gateway, InvalidRequest, InvalidValue, NotFound, Overloaded
+from tek_actors import Conflict, InvalidRequest, InvalidValue, NotFound, Overloaded
 from tek_actors.home import TekHome
 from tek_actors.procs.runner import write_status
 from tek_actors.procs.spawn import read_status
 from tek_actors.store import Journal, NewEvent
-from tek_actors.testing import write_config
+from tests.procs.helpers import run, wait_exit
 
 PY = sys.executable
-
-
-@pytest.fixture
-def start(home: Path) -> Iterator[Callable[..., tuple[Gateway, Client]]]:
-    opened: list[tuple[Gateway, Client]] = []
-
-    def make(config: dict[str, Any] | None = None) -> tuple[Gateway, Client]:
-        if config is not None:
-            write_config(home, config)
-        gateway = Gateway(home, embedded=True, test_hooks=True).start()
-        client = gateway.client()
-        client.hello(topics=["proc.*"])
-        opened.append((gateway, client))
-        return gateway, client
-
-    yield make
-    for gateway, client in opened:
-        if gateway.wait(0) is not None:
-            continue  # the test stopped it
-        for proc in client.call("procs.list", {"state": "running"})["items"]:
-            client.call("procs.kill", {"id": proc["id"], "signal": "KILL"})
-            wait_exit(client, proc["id"])
-        client.close()
-        gateway.stop(grace_ms=0)
-
-
-def wait_exit(client: Client, proc_id: str) -> dict[str, Any]:
-    """The proc.exited event of `proc_id` (events of other processes are skipped)."""
-    while True:
-        event = client.next_event(20)
-        assert event is not None, f"{proc_id} did not exit"
-        if event["event"] == "proc.exited" and event["data"]["id"] == proc_id:
-            return dict(event["data"])
-
-
-def run(client: Client, *argv: str, **extra: Any) -> dict[str, Any]:
-    result: dict[str, Any] = client.call("procs.start", {"argv": list(argv), **extra})
-    return result
 
 
 def test_output_is_numbered_lines_and_the_exit_is_recorded(start: Any) -> None:
