@@ -31,6 +31,7 @@ from typing import Any
 
 import click
 
+from tek_actors.cli._render import visible
 from tek_actors.cli._transcript import call_line, result_line, what_runs
 from tek_actors.client import Client
 from tek_actors.errors import Conflict, TekError
@@ -50,7 +51,8 @@ def _answer(text: str) -> str:
 
 
 def _write(text: str) -> None:
-    sys.stdout.write(text)
+    """A model's text as it streams: its line breaks stay, its control characters show."""
+    sys.stdout.write(visible(text, lines=True))
     sys.stdout.flush()
 
 
@@ -58,13 +60,13 @@ def _label(data: dict[str, Any]) -> str:
     """`[model]` for an answer (with its fallbacks, and whether it is incomplete), or
     `[no answer: code]` for an error entry."""
     if data.get("role") == "error":
-        return f"[no answer: {(data.get('error') or {}).get('code')}]"
+        return visible(f"[no answer: {(data.get('error') or {}).get('code')}]")
     parts = [f"[{data.get('model')}"]
     if data.get("fallback_from"):
         parts.append(f" (fallback after {', '.join(data['fallback_from'])})")
     if data.get("incomplete"):
         parts.append(", incomplete")
-    return "".join(parts) + "]"
+    return visible("".join(parts) + "]")
 
 
 class TurnFollower:
@@ -131,10 +133,10 @@ class TurnFollower:
             if isinstance(status, str):
                 self.status[approval_id] = status
             self.later.discard(approval_id)
-            click.echo(f"not decided here: {exc.message}", err=True)
+            click.echo(f"not decided here: {visible(exc.message)}", err=True)
             return
         except TekError as exc:
-            click.echo(f"not decided: {exc.message}", err=True)
+            click.echo(f"not decided: {visible(exc.message)}", err=True)
             return
         self.status[approval_id] = result["status"]  # with remember, it may have run already
         self.later.discard(approval_id)
@@ -143,7 +145,8 @@ class TurnFollower:
             note = "; calls like this run without asking from now on"
         elif remember:
             note = f" (not remembered: {result.get('remember_error')})"
-        click.echo(f"{approval_id} {'approved' if decision == 'approve' else 'denied'}{note}")
+        verb = "approved" if decision == "approve" else "denied"
+        click.echo(visible(f"{approval_id} {verb}{note}"))
 
     # -- events ------------------------------------------------------------------------------
 
@@ -215,7 +218,7 @@ class TurnFollower:
             self.later.discard(item["id"])
             return
         lines = what_runs(current["tool"], current["arguments"])
-        lines[-1] += f"  (approval {current['id']})"
+        lines[-1] += f"  (approval {visible(current['id'])})"
         click.echo("? " + "\n  ".join(lines))
         try:
             answer = click.prompt(PROMPT, prompt_suffix=" ", value_proc=_answer)

@@ -6,21 +6,26 @@ for it (`→ shell: ls -la`); an approval as what will really run (the resolved 
 the absolute path); a result by its status, the exit code or error, and the first line of its
 output (`← shell executed, exit 0: total 8 (+3 lines)`). The model's arguments may be anything:
 what does not have the expected shape is shown as JSON.
+
+Every line returned is ready for the screen: argv through `shlex.join`, control characters made
+visible, no markup (`_render`); a message's own line breaks stay.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
-__all__ = ["call_line", "result_line", "transcript", "what_runs"]
+from tek_actors.cli._render import argv_line, visible
+
+__all__ = ["call_line", "describe", "result_line", "transcript", "what_runs"]
 
 LINE_MAX = 160  # a whole line (a call, a folder)
 FIRST_LINE_MAX = 100  # the first line of a result's output or error
 
 
 def _cut(text: str, limit: int) -> str:
+    text = visible(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -33,13 +38,18 @@ def _first_line(text: str) -> str:
     return _cut(lines[0].strip(), FIRST_LINE_MAX) + more
 
 
+def describe(tool: str, arguments: Any) -> str:
+    """`tool` with `arguments`, readable when they have the shape the tool expects, whole (not
+    cut), control characters visible: `shell: rm -rf 'a b'`."""
+    return visible(_describe(tool, arguments))
+
+
 def _describe(tool: str, arguments: Any) -> str:
-    """`tool` with `arguments`, readable when they have the shape the tool expects."""
     args = arguments if isinstance(arguments, dict) else {}
     argv = args.get("argv")
     path = args.get("path")
     if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
-        return f"{tool}: {shlex.join(argv)}"
+        return f"{tool}: {argv_line(argv)}"
     if tool == "read_file" and isinstance(path, str):
         offset = args.get("offset")
         return f"read_file {path}" + (f" from byte {offset}" if offset else "")
@@ -62,9 +72,10 @@ def call_line(call: dict[str, Any]) -> str:
 def what_runs(tool: str, arguments: dict[str, Any]) -> list[str]:
     """An approval's resolved call, as the lines shown before asking: the command (or file),
     then the folder it runs in, if any."""
-    lines = [_cut(_describe(tool, arguments), LINE_MAX)]
+    # Whole, never cut: a person approves exactly what runs.
+    lines = [describe(tool, arguments)]
     if isinstance(arguments.get("cwd"), str):
-        lines.append(_cut(f"in {arguments['cwd']}", LINE_MAX))
+        lines.append(f"in {visible(arguments['cwd'])}")
     return lines
 
 
@@ -109,7 +120,7 @@ def transcript(entries: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for entry in entries:
         if entry["role"] == "user":
-            lines.append(f"user> {entry['text']}")
+            lines.append(f"user> {visible(entry['text'], lines=True)}")
             for answer in turns.get(entry["id"], []):
                 lines += _entry_lines(answer)
         elif entry.get("turn") not in users:
@@ -122,6 +133,7 @@ def _entry_lines(entry: dict[str, Any]) -> list[str]:
         line = result_line(str(entry.get("name")), str(entry.get("status")), entry["text"])
         return [f"tool> {line}"]
     who = (entry.get("model") or "model") if entry["role"] == "assistant" else entry["role"]
+    who = visible(who)
     calls = entry.get("tool_calls") or []
-    lines = [f"{who}> {entry['text']}"] if entry["text"] or not calls else []
+    lines = [f"{who}> {visible(entry['text'], lines=True)}"] if entry["text"] or not calls else []
     return lines + [f"{who}> {call_line(call)}" for call in calls]

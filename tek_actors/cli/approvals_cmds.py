@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 import click
-from rich.table import Table
 
 from tek_actors.cli._output import Output, gateway_client
+from tek_actors.cli._render import print_table, visible, when
+from tek_actors.cli._transcript import describe, what_runs
 from tek_actors.client import Client
 from tek_actors.errors import TekError
 
@@ -23,13 +22,6 @@ def approvals() -> None:
     """Tool calls waiting for a person, and what was decided."""
 
 
-def _what(item: dict[str, Any]) -> str:
-    argv = item["arguments"].get("argv")
-    if isinstance(argv, list):
-        return f"{item['tool']}: {' '.join(str(a) for a in argv)}"
-    return f"{item['tool']} {json.dumps(item['arguments'])}"
-
-
 @approvals.command(name="list")
 @click.option("--status", type=click.Choice(STATUSES), default=None)
 @click.option("--session", default=None, help="Only this session's calls.")
@@ -41,19 +33,22 @@ def list_(out: Output, status: str | None, session: str | None) -> None:
     if out.json:
         out.emit(result)
         return
-    table = Table("id", "status", "session", "call", "requested", "by", "reason")
-    for item in result["items"]:
-        table.add_row(
-            item["id"],
-            item["status"],
-            item["session"],
-            _what(item)[:60],
-            time.strftime("%H:%M:%S", time.localtime(item["requested_at"])),
-            item["decided_by"] or "",
-            (item["reason"] or "")[:40],
-        )
-    out.console.print(table)
-    out.console.print(f"policy version {result['policy_version']}")
+    print_table(
+        ["id", "status", "session", "call", "requested", "by", "reason"],
+        [
+            [
+                item["id"],
+                item["status"],
+                item["session"],
+                describe(item["tool"], item["arguments"]),  # whole: what would run
+                when(item["requested_at"]),
+                item["decided_by"] or "",
+                item["reason"] or "",
+            ]
+            for item in result["items"]
+        ],
+    )
+    click.echo(f"policy version {result['policy_version']}")
 
 
 def _decide(out: Output, client: Client, item_id: str, decision: str, remember: bool) -> None:
@@ -65,7 +60,7 @@ def _decide(out: Output, client: Client, item_id: str, decision: str, remember: 
         note = (
             " and remembered" if result.get("remembered") else f" ({result.get('remember_error')})"
         )
-    out.done(result, f"{item_id}: {result['status']}{note}")
+    out.done(result, visible(f"{item_id}: {result['status']}{note}"))
 
 
 @approvals.command()
@@ -113,7 +108,10 @@ def _prompt(out: Output, client: Client, item: dict[str, Any], asked: set[str]) 
     if item["id"] in asked or item.get("status") != "pending":
         return
     asked.add(item["id"])
-    click.echo(f"\n{item['id']} from session {item['session']}: {_what(item)}")
+    lines = what_runs(item["tool"], item["arguments"])
+    click.echo(f"\n{visible(item['id'])} from session {visible(item['session'])}: " + lines[0])
+    for line in lines[1:]:
+        click.echo("  " + line)
     answer = click.prompt(
         "approve, deny, always (approve and remember), never (deny and remember), skip",
         type=click.Choice(["approve", "deny", "always", "never", "skip"]),
@@ -125,4 +123,4 @@ def _prompt(out: Output, client: Client, item: dict[str, Any], asked: set[str]) 
     try:
         _decide(out, client, item["id"], decision, answer in ("always", "never"))
     except TekError as exc:  # decided elsewhere meanwhile, or expired: say so and go on
-        click.echo(f"not decided: {exc.message}", err=True)
+        click.echo(f"not decided: {visible(exc.message)}", err=True)

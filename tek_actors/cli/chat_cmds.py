@@ -6,6 +6,8 @@ client's outbox keeps it until the gateway has it), and follows the turn it star
 (`_chat_turns.TurnFollower`): streamed text, the model's tool calls and their results one line
 each, an inline prompt for every call that waits for a person, and which model answered. Across
 a gateway restart it reconnects and resyncs; nothing is shown twice or lost.
+A gateway that dies is said at once ("gateway down, reconnecting…", `_gateway_watch`), and so
+is its return.
 
 Slash commands: /approve [ID...] and /deny [ID...] (no ID: every pending call of the session),
 then the rest of the turn; /approvals; /model, /plan, /undo; /sessions; /quit.
@@ -13,14 +15,16 @@ then the rest of the turn; /approvals; /model, /plan, /undo; /sessions; /quit.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 
 import click
-from rich.table import Table
 
 from tek_actors.cli._chat_turns import TurnFollower
+from tek_actors.cli._gateway_watch import GatewayWatch
+from tek_actors.cli._liveness import stale_gateway
 from tek_actors.cli._output import Output, fail, gateway_client
+from tek_actors.cli._render import print_table, visible, when
 from tek_actors.cli._transcript import transcript, what_runs
 from tek_actors.cli.gateway_cmds import start as start_gateway
 from tek_actors.client import Client
@@ -49,32 +53,41 @@ def chat(ctx: click.Context, session_id: str | None, model: str | None) -> None:
     """Talk with a model; its tools work in the current folder. Starts the gateway if none
     runs."""
     out: Output = ctx.obj
-    if out.endpoint is None and out.home.read_connection() is None:
-        ctx.invoke(start_gateway, timeout=60.0, endpoint=None)
+    if out.endpoint is None:
+        info = out.home.read_connection()
+        if info is None or stale_gateway(info) is not None:  # none, or killed: start one
+            ctx.invoke(start_gateway, timeout=60.0, endpoint=None)
     outbox = out.home.state_dir / "chat-outbox.db"
     try:
         client = Client(out.endpoint, home=out.home, outbox=outbox, timeout=60)
     except TekError as exc:
         fail(out, exc)
-    resuming = session_id is not None
+    watch = GatewayWatch(out.home) if out.endpoint is None else contextlib.nullcontext()
     try:
-        if session_id is None:
-            created = client.call("sessions.create", {"model": model, "cwd": os.getcwd()})
-            session_id = str(created["id"])
-            click.echo(f"new session {session_id}; {HELP}")
-        # Subscribed before the session is read: whatever happens after the read is an event.
-        client.hello(since_seq=client.ping()["head_seq"], topics=TOPICS)
-        follower = TurnFollower(client, session_id)
-        if resuming:
-            got = client.call("sessions.get", {"id": session_id})
-            click.echo(f"session {session_id}: {got['count']} entries; {HELP}")
-            follower.resume()
-            _follow(follower)
-        _converse(client, follower)
+        with watch:
+            _open(client, session_id, model)
     except TekError as exc:
         fail(out, exc)
     finally:
         client.close()
+
+
+def _open(client: Client, session_id: str | None, model: str | None) -> None:
+    """Create a session (or take up `session_id`), then converse until /quit."""
+    resuming = session_id is not None
+    if session_id is None:
+        created = client.call("sessions.create", {"model": model, "cwd": os.getcwd()})
+        session_id = str(created["id"])
+        click.echo(f"new session {visible(session_id)}; {HELP}")
+    # Subscribed before the session is read: whatever happens after the read is an event.
+    client.hello(since_seq=client.ping()["head_seq"], topics=TOPICS)
+    follower = TurnFollower(client, session_id)
+    if resuming:
+        got = client.call("sessions.get", {"id": session_id})
+        click.echo(f"session {visible(session_id)}: {got['count']} entries; {HELP}")
+        follower.resume()
+        _follow(follower)
+    _converse(client, follower)
 
 
 def _converse(client: Client, follower: TurnFollower) -> None:
@@ -95,7 +108,7 @@ def _converse(client: Client, follower: TurnFollower) -> None:
         if words[0] == "/sessions":
             for item in client.call("sessions.list")["items"]:
                 mark = "*" if item["id"] == session_id else " "
-                click.echo(f"{mark} {item['id']}  {item['title'] or '(untitled)'}")
+                click.echo(visible(f"{mark} {item['id']}  {item['title'] or '(untitled)'}"))
         elif words[0] in ("/model", "/undo") and follower.open:
             # a switch waits for the turns to end: here it would hang until one does
             click.echo(
@@ -107,14 +120,16 @@ def _converse(client: Client, follower: TurnFollower) -> None:
             pending = follower.pending()
             for item in pending:
                 click.echo(
-                    f"{item['id']}  " + "  ".join(what_runs(item["tool"], item["arguments"]))
+                    visible(item["id"])
+                    + "  "
+                    + "  ".join(what_runs(item["tool"], item["arguments"]))
                 )
             if not pending:
                 click.echo("no tool call of this session waits for a decision")
         elif words[0] in ("/approve", "/deny"):
             _deciding(follower, "approve" if words[0] == "/approve" else "deny", words[1:])
         elif text.startswith("/"):
-            click.echo(f"unknown command {words[0]}; {HELP}")
+            click.echo(f"unknown command {visible(words[0])}; {HELP}")
         else:
             sent = client.call("sessions.send", {"id": session_id, "text": text})
             follower.open.append(sent["message_id"])
@@ -150,7 +165,7 @@ def _say_waiting(follower: TurnFollower) -> bool:
     waiting = follower.waiting_for_person()
     if waiting and follower.open:
         click.echo(
-            f"(the session waits for your decision on {', '.join(waiting)}: "
+            f"(the session waits for your decision on {visible(', '.join(waiting))}: "
             "/approve or /deny, /approvals)",
             err=True,
         )
@@ -162,7 +177,9 @@ def _switching(client: Client, session_id: str, words: list[str]) -> None:
     try:
         if words[0] == "/undo":
             view = client.call("sessions.undo_switch", {"id": session_id})
-            click.echo(f"back to {view['model']} ({len(view['dropped'])} messages left out)")
+            click.echo(
+                f"back to {visible(view['model'])} ({len(view['dropped'])} messages left out)"
+            )
             return
         if len(words) < 2:
             click.echo(f"which model? {HELP}")
@@ -170,7 +187,7 @@ def _switching(client: Client, session_id: str, words: list[str]) -> None:
         plan = client.call("sessions.plan_switch", {"id": session_id, "model": words[1]})
         carry = plan["options"][0]
         click.echo(
-            f"{plan['tokens']} tokens; {plan['model']} holds {plan['target_window']}: "
+            f"{plan['tokens']} tokens; {visible(plan['model'])} holds {plan['target_window']}: "
             + ("it fits" if plan["fits"] else "it does not fit")
             + f". carry_over leaves out {len(carry['drop'])} oldest messages "
             f"({carry['tokens_after']} tokens); fresh starts over."
@@ -187,9 +204,11 @@ def _switching(client: Client, session_id: str, words: list[str]) -> None:
         if mode == "cancel":
             return
         view = client.call("sessions.switch", {"id": session_id, "model": words[1], "mode": mode})
-        click.echo(f"now on {view['model']} ({len(view['dropped'])} messages left out; /undo)")
+        click.echo(
+            f"now on {visible(view['model'])} ({len(view['dropped'])} messages left out; /undo)"
+        )
     except TekError as exc:
-        click.echo(f"{exc.code}: {exc.message}", err=True)
+        click.echo(f"{exc.code}: {visible(exc.message)}", err=True)
 
 
 @click.group()
@@ -206,16 +225,19 @@ def list_(out: Output) -> None:
     if out.json:
         out.emit(result)
         return
-    table = Table("id", "title", "model", "created", "live")
-    for item in result["items"]:
-        table.add_row(
-            item["id"],
-            item["title"],
-            item["model"] or "(default)",
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(item["created_at"])),
-            "yes" if item["live"] else "",
-        )
-    out.console.print(table)
+    print_table(
+        ["id", "title", "model", "created", "live"],
+        [
+            [
+                item["id"],
+                item["title"] or "",
+                item["model"] or "(default)",
+                when(item["created_at"]),
+                "yes" if item["live"] else "",
+            ]
+            for item in result["items"]
+        ],
+    )
 
 
 @sessions.command()
@@ -250,14 +272,17 @@ def switch(out: Output, session_id: str, model: str, mode: str | None) -> None:
             carry = plan["options"][0]
             out.done(
                 plan,
-                f"{plan['tokens']} tokens; {model} holds {plan['target_window']}: "
+                f"{plan['tokens']} tokens; {visible(model)} holds {plan['target_window']}: "
                 + ("it fits" if plan["fits"] else "it does not fit")
                 + f". --mode carry_over leaves out {len(carry['drop'])} oldest messages; "
                 "--mode fresh starts over.",
             )
             return
         view = client.call("sessions.switch", {"id": session_id, "model": model, "mode": mode})
-    out.done(view, f"{session_id} is on {view['model']} ({len(view['dropped'])} left out)")
+    out.done(
+        view,
+        visible(f"{session_id} is on {view['model']} ({len(view['dropped'])} left out)"),
+    )
 
 
 @sessions.command()
@@ -267,4 +292,7 @@ def undo(out: Output, session_id: str) -> None:
     """Undo the last model switch of session ID."""
     with gateway_client(out) as client:
         view = client.call("sessions.undo_switch", {"id": session_id})
-    out.done(view, f"{session_id} is back on {view['model']} ({len(view['dropped'])} left out)")
+    out.done(
+        view,
+        visible(f"{session_id} is back on {view['model']} ({len(view['dropped'])} left out)"),
+    )

@@ -14,6 +14,7 @@ import click
 
 from tek_actors.cli._config_access import ConfigAccess, describe_change
 from tek_actors.cli._output import Output, fail
+from tek_actors.cli._render import visible
 from tek_actors.config.document import load
 from tek_actors.config.model import Config
 from tek_actors.config.store import ConfigStore, encode
@@ -58,9 +59,10 @@ def get(out: Output, path: str | None) -> None:
         out.emit(reply)
         return
     if reply.get("problem"):
-        click.echo(f"warning: {reply['problem']} (in force: {reply['source']})", err=True)
+        click.echo(visible(f"warning: {reply['problem']} (in force: {reply['source']})"), err=True)
     value = reply["value"]
-    click.echo(value if isinstance(value, str) else json.dumps(value, indent=2))
+    # json.dumps escapes every control character itself (and all that is not ASCII).
+    click.echo(visible(value) if isinstance(value, str) else json.dumps(value, indent=2))
 
 
 @config.command(name="set")
@@ -136,7 +138,7 @@ def edit(out: Output) -> None:
                 except json.JSONDecodeError as exc:
                     click.echo(f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}")
                 except InvalidValue as exc:
-                    click.echo(f"refused: {exc.message}", err=True)
+                    click.echo(f"refused: {visible(exc.message)}", err=True)
                     _print_errors(out, exc)
                 else:
                     out.done(reply, describe_change(reply))
@@ -157,7 +159,7 @@ def backups(out: Output) -> None:
         return
     for backup in listed:
         kind = "" if backup["valid"] else "  (refused edit)"
-        click.echo(f"{backup['name']}{kind}")
+        click.echo(f"{visible(backup['name'])}{kind}")
 
 
 @config.command()
@@ -181,4 +183,5 @@ def _print_errors(out: Output, exc: TekError) -> None:
     if out.json:
         return
     for err in (exc.details or {}).get("errors", [])[1:]:
-        click.echo(f"  also {err['path']}: {err['message']} (expected {err['expected']})", err=True)
+        also = f"  also {err['path']}: {err['message']} (expected {err['expected']})"
+        click.echo(visible(also), err=True)

@@ -12,7 +12,9 @@ from typing import Any
 import click
 import psutil
 
+from tek_actors.cli._liveness import stale_gateway
 from tek_actors.cli._output import Output, fail, gateway_client
+from tek_actors.cli._render import visible
 from tek_actors.errors import TekError
 from tek_actors.home import TekHome
 
@@ -54,16 +56,13 @@ def run(
 
 
 def _running_pid(home: TekHome) -> int | None:
+    """The pid of the gateway the connection file names, if it lives (not gone, not a zombie,
+    not a later process that reused its pid)."""
     info = home.read_connection()
     pid = info.get("pid") if info else None
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or stale_gateway(info) is not None:
         return None
-    try:  # a killed gateway that `tek chat` started is its zombie until chat exits
-        if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            return pid
-    except psutil.NoSuchProcess:
-        pass
-    return None
+    return pid
 
 
 @gateway.command()
@@ -97,6 +96,7 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
         args += ["--endpoint", bind]
     out_path = home.state_dir / "gateway.out"  # what the daemon prints before its log is set up
     sink_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    earlier = os.fstat(sink_fd).st_size  # the file is append-only: show this start's part only
     with open(os.devnull, "rb") as devnull, os.fdopen(sink_fd, "ab") as sink:
         proc = subprocess.Popen(
             args, stdin=devnull, stdout=sink, stderr=sink, start_new_session=True, close_fds=True
@@ -106,7 +106,10 @@ def start(out: Output, timeout: float, endpoint: str | None) -> None:
         while True:
             code = proc.poll()
             if code is not None:
-                tail = out_path.read_text(errors="replace")[-2000:]
+                with open(out_path, "rb") as printed:
+                    printed.seek(earlier)
+                    tail = printed.read()[-2000:].decode(errors="replace")
+                tail = visible(tail, lines=True)
                 fail(out, TekError(f"the gateway exited with code {code} while starting:\n{tail}"))
             info = home.read_connection()
             if info and info.get("pid") == proc.pid:

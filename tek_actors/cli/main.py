@@ -65,6 +65,15 @@ class LazyGroup(click.Group):
     place where an error no command handled (a TekError, or an OSError of this process) becomes
     a one-line message and exit code (`_output.fail`) instead of a traceback."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `--json` is the group's option, and a person puts it where they think of it: `tek
+        # ping --json` as well as `tek --json ping`. Only before a `--`: after it every word is
+        # the command's (`tek procs run -- jq --json`).
+        end = args.index("--") if "--" in args else len(args)
+        if "--json" in args[:end]:
+            args = ["--json", *(a for a in args[:end] if a != "--json"), *args[end:]]
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *COMMANDS})
 
@@ -111,7 +120,12 @@ class LazyGroup(click.Group):
     type=click.Path(file_okay=False),
     help="Folder for config, state and run files (default: platform folders).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, one JSON per line.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Machine-readable output, one JSON per line (anywhere before a `--`).",
+)
 @click.option("--endpoint", envvar="TEK_ENDPOINT", help="Gateway endpoint (default: from home).")
 @click.version_option(__version__, prog_name="tek")
 @click.pass_context

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 import click
-from rich.table import Table
 
 from tek_actors.cli._output import Output, gateway_client
+from tek_actors.cli._render import argv_line, print_table, visible, when
 from tek_actors.client import Client
 
 __all__ = ["procs"]
@@ -39,9 +38,8 @@ def run(out: Output, argv: tuple[str, ...], cwd: str | None, env: tuple[str, ...
         payload["env"] = extra
     with gateway_client(out) as client:
         result = client.call("procs.start", payload)
-    out.done(
-        result, f"started {result['id']} (pid {result['pid']}); `tek procs logs {result['id']} -f`"
-    )
+    shown = visible(result["id"])
+    out.done(result, f"started {shown} (pid {result['pid']}); `tek procs logs {shown} -f`")
 
 
 @procs.command(name="list")
@@ -54,19 +52,21 @@ def list_(out: Output, state: str | None) -> None:
     if out.json:
         out.emit(result)
         return
-    table = Table("id", "pid", "state", "exit", "lines", "started", "command")
+    rows = []
     for p in result["items"]:
         ended = p["exit_code"] if p["signal"] is None else f"signal {p['signal']}"
-        table.add_row(
-            p["id"],
-            str(p["pid"]),
-            p["state"],
-            "" if p["state"] == "running" else str(ended),
-            str(p["lines"]),
-            time.strftime("%H:%M:%S", time.localtime(p["started_at"])),
-            " ".join(p["argv"])[:60],
+        rows.append(
+            [
+                p["id"],
+                p["pid"],
+                p["state"],
+                "" if p["state"] == "running" else ended,
+                p["lines"],
+                when(p["started_at"]),
+                argv_line(p["argv"]),  # whole: a cut command is not the one that ran
+            ]
         )
-    out.console.print(table)
+    print_table(["id", "pid", "state", "exit", "lines", "started", "command"], rows)
 
 
 def _print_line(out: Output, line: dict[str, Any]) -> None:
@@ -74,7 +74,10 @@ def _print_line(out: Output, line: dict[str, Any]) -> None:
         out.emit(line)
         return
     stream = sys.stderr if line["stream"] == "stderr" else sys.stdout
-    stream.write(line["text"] + "\n")
+    # A terminal is shown the output's escapes (a tool's ANSI codes or `\r` do not act on it);
+    # a pipe or a file gets the bytes as the process wrote them.
+    text = visible(line["text"], lines=True) if stream.isatty() else line["text"]
+    stream.write(text + "\n")
     stream.flush()
 
 
@@ -93,7 +96,7 @@ def _ending(out: Output, reply: dict[str, Any]) -> None:
     if out.json:
         return
     how = f"signal {reply['signal']}" if reply.get("signal") else f"exit code {reply['exit_code']}"
-    click.echo(f"[{reply['id']} {reply['state']}: {how}]", err=True)
+    click.echo(f"[{visible(reply['id'])} {reply['state']}: {how}]", err=True)
 
 
 @procs.command()
@@ -153,4 +156,4 @@ def kill(out: Output, proc_id: str, sig: str, grace_ms: int) -> None:
     """Signal a process's whole group (TERM, then KILL after the grace)."""
     with gateway_client(out) as client:
         result = client.call("procs.kill", {"id": proc_id, "signal": sig, "grace_ms": grace_ms})
-    out.done(result, f"sent {sig} to {proc_id} (pid {result['pid']} and its group)")
+    out.done(result, f"sent {sig} to {visible(proc_id)} (pid {result['pid']} and its group)")

@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 import click
-from rich.table import Table
 
 from tek_actors.cli._output import Output, gateway_client
+from tek_actors.cli._render import print_table, visible, when
 
 __all__ = ["providers"]
 
@@ -22,7 +22,7 @@ def _until(value: float | None) -> str:
     if not value:
         return ""
     left = value - time.time()
-    return f"{time.strftime('%H:%M:%S', time.localtime(value))} ({max(0, left):.0f} s)"
+    return f"{when(value)} ({max(0, left):.0f} s)"
 
 
 def _window(model: dict[str, Any]) -> str:
@@ -40,23 +40,26 @@ def list_(out: Output) -> None:
     if out.json:
         out.emit(result)
         return
-    table = Table("provider", "kind", "base url", "key", "models", "state")
-    for name, p in sorted(result["providers"].items()):
-        table.add_row(
-            name, p["kind"], p["base_url"] or "", p["key"], ", ".join(p["models"]), p["state"]
-        )
-    out.console.print(table)
-    aliases = Table("alias", "provider", "model", "context", "fallbacks")
-    for alias, m in sorted(result["models"].items()):
-        mark = " (default)" if alias == result["default_model"] else ""
-        aliases.add_row(
-            alias + mark,
-            m["provider"],
-            m["model"],
-            _window(m),
-            ", ".join(m["fallbacks"]),
-        )
-    out.console.print(aliases)
+    print_table(
+        ["provider", "kind", "base url", "key", "models", "state"],
+        [
+            [name, p["kind"], p["base_url"] or "", p["key"], ", ".join(p["models"]), p["state"]]
+            for name, p in sorted(result["providers"].items())
+        ],
+    )
+    print_table(
+        ["alias", "provider", "model", "context", "fallbacks"],
+        [
+            [
+                alias + (" (default)" if alias == result["default_model"] else ""),
+                m["provider"],
+                m["model"],
+                _window(m),
+                ", ".join(m["fallbacks"]),
+            ]
+            for alias, m in sorted(result["models"].items())
+        ],
+    )
 
 
 @providers.command()
@@ -68,17 +71,20 @@ def status(out: Output) -> None:
     if out.json:
         out.emit(result)
         return
-    table = Table("provider", "state", "breaker", "until", "in flight", "last error")
-    for name, h in sorted(result["providers"].items()):
-        table.add_row(
-            name,
-            h["state"],
-            h["breaker"],
-            _until(h["until"]),
-            str(h["in_flight"]),
-            h["last_error"] or "",
-        )
-    out.console.print(table)
+    print_table(
+        ["provider", "state", "breaker", "until", "in flight", "last error"],
+        [
+            [
+                name,
+                h["state"],
+                h["breaker"],
+                _until(h["until"]),
+                h["in_flight"],
+                h["last_error"] or "",
+            ]
+            for name, h in sorted(result["providers"].items())
+        ],
+    )
 
 
 @providers.command()
@@ -93,16 +99,21 @@ def test(out: Output, name: str, timeout: float) -> None:
         out.emit(result)
     else:
         state = result["state"]["state"]
-        if result["ok"]:
-            out.console.print(
-                f"{name} answered in {result['latency_ms']} ms via {result['model']} "
-                f"(state {state}): {result.get('reply', '')!r}"
+        if result["ok"]:  # the reply is a model's text: quoted, its controls visible
+            click.echo(
+                visible(
+                    f"{name} answered in {result['latency_ms']} ms via {result['model']} "
+                    f"(state {state}): {result.get('reply', '')!r}"
+                )
             )
         else:
             error = result.get("error", {})
-            out.console.print(
-                f"[red]{name} failed[/] after {result['latency_ms']} ms ({state}): "
-                f"{error.get('kind')}: {error.get('message')}"
+            click.echo(
+                click.style(f"{visible(name)} failed", fg="red")
+                + visible(
+                    f" after {result['latency_ms']} ms ({state}): "
+                    f"{error.get('kind')}: {error.get('message')}"
+                )
             )
     if not result["ok"]:
         raise SystemExit(1)

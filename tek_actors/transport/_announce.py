@@ -58,12 +58,18 @@ class Announcer:
     ) -> None:
         """Domain requests are served: (re)write the connection file (mode 0600, PROTOCOL.md's
         fields, `auth`: "none", "curve" or "token", and for curve the gateway's public
-        `server_key`), then tell systemd `READY=1` (which also ends a restart's `RELOADING=1`)."""
+        `server_key`), then tell systemd `READY=1` (which also ends a restart's `RELOADING=1`).
+
+        `create_time` (psutil's start time of this process) lets a client tell this gateway
+        from a later process that got the same pid after a kill -9 (tek_actors/cli/_liveness)."""
         if self._file is None:
             return
+        import psutil  # here, not at the top: clients import this package too
+
         info = {
             "endpoint": endpoint,
             "pid": os.getpid(),
+            "create_time": psutil.Process().create_time(),
             "boot_id": boot_id,
             "protocol": 1,
             "started_at": started_at,
