@@ -4,13 +4,18 @@ attempt to a worker and reports how it went through a callback, from that worker
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import queue
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any
 
+import httpcore
 import httpx
 from loguru import logger
 
@@ -70,9 +75,11 @@ class ProviderRuntime:
         self.fingerprint = fingerprint
         self.retired = False
         self.in_flight = 0  # dispatched and not yet reported back (touched on the actor thread)
+        limits = httpx.Limits(max_connections=cfg.concurrency)
+        self._sockets = _Sockets()
         self.http = httpx.Client(
             timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.concurrency),
+            transport=self._sockets.transport(limits),
             follow_redirects=False,
         )
         self.pool = Workers(cfg.concurrency, f"tek-provider-{name}")
@@ -119,8 +126,40 @@ class ProviderRuntime:
 
     def close(self) -> None:
         self.retired = True
-        self.http.close()  # in-flight calls fail now and report back (as stale, if retired)
+        # In-flight calls fail now and report back (as stale, if retired). Closing the client
+        # alone leaves a call that waits for a response blocked in recv until its timeout: its
+        # socket is shut down first, which ends that recv at once.
+        self._sockets.shut_down()
+        self.http.close()
         self.pool.close(wait_s=1.0)
+
+
+class _Sockets(httpcore.SyncBackend):
+    """httpcore's network backend, remembering the sockets it opened so that closing the
+    runtime can shut them down under the calls that wait on them."""
+
+    def __init__(self) -> None:
+        self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def transport(self, limits: httpx.Limits) -> httpx.HTTPTransport:
+        transport = httpx.HTTPTransport(limits=limits)
+        transport._pool._network_backend = self  # httpx does not take a backend of its own
+        return transport
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        stream = super().connect_tcp(*args, **kwargs)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def shut_down(self) -> None:
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            sock: Any = getattr(stream, "_sock", None)
+            with contextlib.suppress(OSError, AttributeError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def fingerprint(cfg: ProviderConfig, key: str | None) -> str:
