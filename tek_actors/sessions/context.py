@@ -35,7 +35,13 @@ RATIO_BOUNDS = (0.25, 4.0)
 SMOOTHING = 0.3  # the weight of the newest observation
 
 
-def pairs(state: SessionState) -> list[tuple[str, list[Message]]]:
+# One message of the context, before it is a Message: role, content, the calls it makes (an
+# answer), the call it answers and whether that failed (a tool result). A turn sizes the whole
+# conversation and sends part of it: plain tuples are sized without building the messages.
+_Part = tuple[str, str, list[dict[str, Any]], str | None, bool]
+
+
+def _parts(state: SessionState) -> list[tuple[str, list[_Part]]]:
     """The context as (user message id, [that message, its answers]) in conversation order (a
     message sent during a turn is logged before that turn's answer, but the model sees each
     answer right after the message it answers)."""
@@ -48,32 +54,55 @@ def pairs(state: SessionState) -> list[tuple[str, list[Message]]]:
     for entry in state.entries:
         if entry.role != "user" or entry.id in dropped:
             continue
-        messages = [Message(role="user", content=entry.text)]
-        answered = {a.tool_call_id for a in answers.get(entry.id, []) if a.role == "tool"}
-        for answer in answers.get(entry.id, []):
+        parts: list[_Part] = [("user", entry.text, [], None, False)]
+        its = answers.get(entry.id, [])
+        answered = {a.tool_call_id for a in its if a.role == "tool"}
+        for answer in its:
             if answer.role == "tool":
-                messages.append(
-                    Message(
-                        role="tool",
-                        content=answer.text,
-                        tool_call_id=answer.tool_call_id,
-                        is_error=answer.status != "executed",
-                    )
-                )
+                failed = answer.status != "executed"
+                parts.append(("tool", answer.text, [], answer.tool_call_id, failed))
                 continue
             # a call without a result (never, unless a turn was cut) would be refused
-            calls = [ToolCall(**c) for c in answer.tool_calls if c["id"] in answered]
+            calls = [c for c in answer.tool_calls if c["id"] in answered]
             if answer.text or calls:
-                messages.append(Message(role="assistant", content=answer.text, tool_calls=calls))
-        out.append((entry.id, messages))
+                parts.append(("assistant", answer.text, calls, None, False))
+        out.append((entry.id, parts))
     return out
+
+
+def _message(part: _Part) -> Message:
+    role, content, calls, call_id, failed = part
+    tool_calls = [ToolCall(**c) for c in calls]
+    return Message(
+        role=role,  # type: ignore[arg-type]
+        content=content,
+        tool_calls=tool_calls,  # given, even empty: a default list is deep-copied per message
+        tool_call_id=call_id,
+        is_error=failed,
+    )
+
+
+def _size(parts: list[_Part], estimate: Estimator) -> int:
+    """raw_tokens of these messages, from their parts."""
+    total = 0
+    for _, content, calls, _, _ in parts:
+        total += estimate(content) + MESSAGE_OVERHEAD
+        for call in calls:
+            arguments = json.dumps(call.get("arguments", {}), sort_keys=True)
+            total += estimate(call["name"] + arguments)
+    return total
+
+
+def pairs(state: SessionState) -> list[tuple[str, list[Message]]]:
+    """The context as (user message id, [that message, its answers]) in conversation order."""
+    return [(user_id, [_message(p) for p in parts]) for user_id, parts in _parts(state)]
 
 
 def context(state: SessionState, turn: str) -> list[Message]:
     """What turn `turn` sends: every pair up to and including its own (so far)."""
     out: list[Message] = []
-    for user_id, messages in pairs(state):
-        out += messages
+    for user_id, parts in _parts(state):
+        out += [_message(p) for p in parts]
         if user_id == turn:
             break
     return out
@@ -121,7 +150,7 @@ def plan(
         )
     window = context_window(models[alias])
     ratio = state.calibration.get(alias, 1.0)
-    costs = [(uid, math.ceil(raw_tokens(ms, estimate) * ratio)) for uid, ms in pairs(state)]
+    costs = [(uid, math.ceil(_size(ps, estimate) * ratio)) for uid, ps in _parts(state)]
     fixed = math.ceil(tools_tokens(tools, estimate) * ratio)
     tokens = fixed + sum(t for _, t in costs)
     drop, left = [], tokens

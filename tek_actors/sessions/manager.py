@@ -3,9 +3,17 @@
 It journals what a session is (`session.created`, `session.renamed`, `session.deleted`) and
 forwards every request about one session's conversation (`sessions.send`, `sessions.get`) to
 that session's ModelSessionActor, starting it on demand. Live session actors are bounded: one
-idle longer than `limits.session_idle_s` is passivated (it snapshots and stops), and past
-`limits.sessions_live` the least recently used idle one is. Ten thousand stored sessions cost
-ten thousand rows of state here and no threads.
+idle longer than `limits.session_idle_s` is passivated (it stops, and snapshots what changed as
+it does), and past `limits.sessions_live` the least recently used are (one in a turn goes once
+its turns are over). Ten thousand stored sessions cost ten thousand rows of state here and no
+threads.
+
+The manager's mailbox never waits on a session: a session asked to go says when it is idle
+(`Passivated`), the manager stops it without waiting and holds the requests that come for it
+meanwhile; once it has stopped (`SessionExited`), they go to its next incarnation, in the order
+they came. Its thread is started by the manager's starter thread, and the journal fence against
+an older incarnation is its own first step, taken only when that one may not have stopped
+cleanly.
 
 A session actor that crashes is started again (it rehydrates) by the next request for it, or,
 if it has unanswered messages, after a backoff (0.5 s, doubling to 60 s while it keeps crashing):
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -28,7 +37,8 @@ import pykka
 from pydantic import BaseModel, Field, StrictStr, ValidationError
 
 from tek_actors.config import Config, ConfigDependent
-from tek_actors.errors import InvalidValue, NotFound, TekError
+from tek_actors.errors import InvalidValue, NotFound, TekError, Unavailable
+from tek_actors.providers.runtime import Workers
 from tek_actors.runtime import ActorContext, Fault, PersistentActor, Ticket, command
 from tek_actors.runtime.actor import tell_quietly
 from tek_actors.sessions.messages import Passivate, Passivated, SessionExited
@@ -50,6 +60,7 @@ FORWARDED = frozenset(
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 FIRST_RESUME_S = 0.5
 MAX_RESUME_S = 60.0
+STARTER_CLOSE_S = 10.0
 Title = Annotated[StrictStr, Field(max_length=200)]
 
 
@@ -96,11 +107,46 @@ class CrashSession:
     session_id: str
 
 
+class _Launched(ModelSessionActor):
+    """A session actor as the manager starts it: nothing of its start waits on the manager's
+    thread. pykka's `start()` waits until the new thread runs (Thread.start does: a hand-off to
+    a new thread, which takes milliseconds on a loaded machine), so the manager's starter thread
+    starts it; whatever is told to the actor meanwhile waits in its inbox, as for any actor. The
+    journal fence, a round trip to the journal's writer, is this actor's own first step."""
+
+    def _start_actor_loop(self) -> None:  # pykka's hook for actor types
+        thread = threading.Thread(
+            target=self._actor_loop,
+            name=f"ModelSessionActor-{self.session_id}",
+            daemon=self.use_daemon_thread,
+        )
+        self.ctx.options["starter"].submit(thread.start)
+
+    def on_begin(self) -> None:
+        if self.ctx.options["fence"]:  # an older incarnation may not have stopped cleanly
+            self.ctx.journal.fence(self.name, self.ctx.incarnation)
+        super().on_begin()
+
+
 @dataclass
 class _Live:
     ref: pykka.ActorRef[Any]
     incarnation: int
     used: float
+    asked: bool = False  # to passivate: it goes once no turn runs
+    # A message sent after it was asked may have reached it after it passivated: then its
+    # turn is left to the next incarnation, as the open mark says (read only then).
+    maybe_open: bool = False
+
+
+@dataclass
+class _Stopping:
+    """A session that passivated and is stopping: the requests for it wait here."""
+
+    incarnation: int
+    stopped: pykka.Future[bool]
+    held: list[Ticket]
+    maybe_open: bool
 
 
 class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
@@ -111,8 +157,14 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         super().__init__(ctx)
         self.config = Config()
         self.live: OrderedDict[str, _Live] = OrderedDict()  # least recently used first
+        self.stopping: dict[str, _Stopping] = {}
         self.incarnations: dict[str, int] = {}
+        # Sessions whose last incarnation stopped cleanly under this manager: it wrote nothing
+        # after its stop, so the next one needs no journal fence (a round trip to the writer).
+        self.stopped_cleanly: set[str] = set()
         self.crashes: dict[str, int] = {}  # crashes in a row, per session (for the backoff)
+        self.workspace: str | None = None
+        self.starter: Workers | None = None
 
     def apply(self, state: SessionsState, event: NewEvent) -> SessionsState:
         data = event.data
@@ -130,28 +182,38 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
 
     def configure(self, config: Config) -> None:
         self.config = config
-        for entry in list(self.live.values()):
-            # The session uses it before this acknowledges (it never asks us back). One that
-            # stopped meanwhile gets the configuration when it starts again.
+        # Every live session has it before this acknowledges (they never ask us back, and are
+        # asked all at once, not in turn). One that stops meanwhile gets it when it starts again.
+        handed = [entry.ref.ask(config, block=False) for entry in self.live.values()]
+        deadline = time.monotonic() + 5.0
+        for future in handed:
             with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
-                entry.ref.ask(config, timeout=5.0)
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
 
     def on_begin(self) -> None:
         super().on_begin()
+        self.starter = Workers(1, "tek-session-starter")
         for mark in self.ctx.journal.marks(OPEN_MARK):  # unanswered messages: answer them
             session_id = mark.removeprefix(OPEN_MARK)
             if session_id in self.state.sessions:
                 self.log.info("session {} has unanswered messages: resuming it", session_id)
-                self._live_ref(session_id)
+                self._live(session_id)
         self.after(self._tick_s(), _Tick())
 
     def on_release(self) -> None:
-        for entry in self.live.values():
-            try:
-                entry.ref.stop(block=True, timeout=10)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass
+        stops = [entry.ref.stop(block=False) for entry in self.live.values()]
+        stops += [stopping.stopped for stopping in self.stopping.values()]
+        deadline = time.monotonic() + 10.0
+        for stopped in stops:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                stopped.get(timeout=max(0.0, deadline - time.monotonic()))
+        for stopping in self.stopping.values():
+            for ticket in stopping.held:  # never started: safe to send again
+                self._refuse(ticket, Unavailable("sessions is restarting", retry_after_ms=500))
         self.live.clear()
+        self.stopping.clear()
+        if self.starter is not None:  # after the stops: each waited for its thread to start
+            self.starter.close(STARTER_CLOSE_S)
 
     def _tick_s(self) -> float:
         return max(0.05, min(60.0, self.config.limits.session_idle_s / 4))
@@ -203,17 +265,21 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
     def delete(self, payload: IdPayload) -> dict[str, Any]:
         self._meta(payload.id)
         entry = self.live.pop(payload.id, None)
-        if entry is not None:
-            try:
-                entry.ref.stop(block=True, timeout=10)
-            except (pykka.ActorDeadError, pykka.Timeout):
-                pass
+        stopping = self.stopping.pop(payload.id, None)
+        stops = [entry.ref.stop(block=False)] if entry is not None else []
+        stops += [stopping.stopped] if stopping is not None else []
+        for stopped in stops:
+            with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
+                stopped.get(timeout=10)
         event = NewEvent("session.deleted", {"id": payload.id})
-        return self.persist(  # type: ignore[no-any-return]
+        reply = self.persist(
             event,
             result=lambda s: {"id": payload.id, "deleted": True},
             marks={open_mark(payload.id): False},
         )
+        for ticket in stopping.held if stopping is not None else []:
+            self._refuse(ticket, NotFound(f"session {payload.id} was deleted"))
+        return reply  # type: ignore[no-any-return]
 
     def _meta(self, session_id: str) -> SessionMeta:
         meta = self.state.sessions.get(session_id)
@@ -235,34 +301,43 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         try:
             session_id = IdPayload.model_validate({"id": ticket.payload.get("id")}).id
             self._meta(session_id)
-            ref = self._live_ref(session_id)
+            stopping = self.stopping.get(session_id)
+            if stopping is not None:
+                stopping.held.append(ticket)  # for its next incarnation, once this one stopped
+                return
+            entry = self._live(session_id)
         except ValidationError as exc:
             self._refuse(ticket, invalid_request_from(exc, prefix="payload."))
             return
         except TekError as err:
             self._refuse(ticket, err)
             return
+        if ticket.type == "sessions.send":
+            entry.maybe_open |= entry.asked
         try:
-            ref.tell(ticket)
-        except pykka.ActorDeadError:
+            entry.ref.tell(ticket)
+        except pykka.ActorDeadError:  # it died, and we have not heard yet how: fence it off
             self.live.pop(session_id, None)
-            self._live_ref(session_id).tell(ticket)
+            self.stopped_cleanly.discard(session_id)
+            self._live(session_id).ref.tell(ticket)
 
     @staticmethod
     def _refuse(ticket: Ticket, error: TekError) -> None:
         if ticket.claim():
             ticket.respond(ticket, False, error)
 
-    def _live_ref(self, session_id: str) -> pykka.ActorRef[Any]:
+    def _live(self, session_id: str) -> _Live:
+        """The session's live actor, started if need be (the most recently used now)."""
         entry = self.live.get(session_id)
         if entry is not None and entry.ref.is_alive():
             entry.used = self.ctx.clock.monotonic()
             self.live.move_to_end(session_id)
-            return entry.ref
-        incarnation = self.incarnations.get(session_id, 0) + 1
+            return entry
+        # Numbered after this manager's own incarnation, so that a session actor an earlier
+        # manager left behind has a lower number, which the journal's fence refuses.
+        incarnation = self.incarnations.get(session_id, self.ctx.incarnation << 32) + 1
         self.incarnations[session_id] = incarnation
         name = f"session-{session_id}"
-        self.ctx.journal.fence(name, incarnation)
         manager = self.actor_ref
         meta = self.state.sessions[session_id]
         ctx = ActorContext(
@@ -282,33 +357,59 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
                 "workdir": meta.cwd or self._workspace(),
                 "estimator": self.ctx.options.get("estimator"),
                 "snapshot_every": 100,
+                # the session fences (on its own thread) only if an older one may still write
+                "fence": session_id not in self.stopped_cleanly,
+                "starter": self.starter,
             },
             lookup=self.ctx.lookup,
         )
-        ref = ModelSessionActor.start(ctx)
-        self.live[session_id] = _Live(ref, incarnation, self.ctx.clock.monotonic())
+        self.stopped_cleanly.discard(session_id)
+        entry = _Live(_Launched.start(ctx), incarnation, self.ctx.clock.monotonic())
+        self.live[session_id] = entry
         self._bound()
-        return ref
+        return entry
 
     def _workspace(self) -> str:
         """Where the tools of a session created without a cwd work."""
-        folder = Path(self.ctx.options.get("workspace") or Path.cwd())
-        folder.mkdir(parents=True, exist_ok=True)
-        return str(folder)
+        if self.workspace is None:
+            folder = Path(self.ctx.options.get("workspace") or Path.cwd())
+            folder.mkdir(parents=True, exist_ok=True)
+            self.workspace = str(folder)
+        return self.workspace
 
     def _passivated(self, session_id: str, incarnation: int) -> None:
+        """The session is idle and going: stop it, without waiting. Requests forwarded to it
+        before now are handled first (its inbox is FIFO); later ones wait here."""
         current = self.live.get(session_id)
         if current is None or current.incarnation != incarnation:
             return
         del self.live[session_id]
-        try:  # requests forwarded before now are handled first (the inbox is FIFO)
-            current.ref.stop(block=True, timeout=10)
-        except (pykka.ActorDeadError, pykka.Timeout):
-            pass
-        self.publish("session.passivated", {"session": session_id})
-        self.crashes.pop(session_id, None)  # it went quiet: a later crash starts the backoff over
-        if self._has_open_turns(session_id):
-            self._live_ref(session_id)  # one of those requests was a message: answer it
+        stopped = current.ref.stop(block=False)
+        self.stopping[session_id] = _Stopping(incarnation, stopped, [], current.maybe_open)
+
+    def _exited(self, exited: SessionExited) -> None:
+        session_id = exited.session_id
+        stopping = self.stopping.get(session_id)
+        current = self.live.get(session_id)
+        if stopping is not None and stopping.incarnation == exited.incarnation:
+            del self.stopping[session_id]
+        elif current is not None and current.incarnation == exited.incarnation:
+            del self.live[session_id]
+        if exited.error:
+            self._crashed_session(session_id, exited.error)
+        elif session_id not in self.live:
+            self.stopped_cleanly.add(session_id)
+        if stopping is None or stopping.incarnation != exited.incarnation:
+            return
+        if not exited.error:
+            self.publish("session.passivated", {"session": session_id})
+            self.crashes.pop(session_id, None)  # it went quiet: a crash starts the backoff over
+        # A message that reached it after it passivated is journaled, and its turn is left to
+        # the next incarnation (the open mark says so); requests held here go there too.
+        if stopping.held or (stopping.maybe_open and self._has_open_turns(session_id)):
+            ref = self._live(session_id).ref
+            for ticket in stopping.held:
+                ref.tell(ticket)
 
     def _crashed_session(self, session_id: str, error: str) -> None:
         crashes = self.crashes[session_id] = self.crashes.get(session_id, 0) + 1
@@ -329,10 +430,23 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         return session_id in self.state.sessions and mark in self.ctx.journal.marks(mark)
 
     def _bound(self) -> None:
-        """Past `limits.sessions_live`, ask the least recently used to passivate."""
+        """Past `limits.sessions_live`, ask the least recently used to passivate: as many as
+        are over, counting those asked already (each is asked once, and goes when idle)."""
         over = len(self.live) - self.config.limits.sessions_live
-        for entry in list(self.live.values())[: max(0, over)]:
-            entry.ref.tell(Passivate())
+        if over <= 0:
+            return
+        going = sum(1 for entry in self.live.values() if entry.asked)
+        for entry in self.live.values():
+            if going >= over:
+                return
+            if not entry.asked:
+                self._ask_to_passivate(entry)
+                going += 1
+
+    @staticmethod
+    def _ask_to_passivate(entry: _Live) -> None:
+        entry.asked = True
+        tell_quietly(entry.ref, Passivate())
 
     # -- internal messages -------------------------------------------------------------------
 
@@ -341,8 +455,8 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
             idle = self.config.limits.session_idle_s
             now = self.ctx.clock.monotonic()
             for entry in self.live.values():
-                if now - entry.used >= idle:
-                    entry.ref.tell(Passivate())
+                if now - entry.used >= idle and not entry.asked:
+                    self._ask_to_passivate(entry)
             self._bound()
             self.after(self._tick_s(), _Tick())
             return None
@@ -350,15 +464,13 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
             self._passivated(message.session_id, message.incarnation)
             return None
         if isinstance(message, SessionExited):
-            current = self.live.get(message.session_id)
-            if current is not None and current.incarnation == message.incarnation:
-                del self.live[message.session_id]
-            if message.error:
-                self._crashed_session(message.session_id, message.error)
+            self._exited(message)
             return None
         if isinstance(message, _Resume):
-            if message.session_id not in self.live and self._has_open_turns(message.session_id):
-                self._live_ref(message.session_id)
+            session_id = message.session_id
+            idle = session_id not in self.live and session_id not in self.stopping
+            if idle and self._has_open_turns(session_id):
+                self._live(session_id)
             return None
         if isinstance(message, CrashSession):
             target = self.live.get(message.session_id)

@@ -9,7 +9,8 @@ __all__ = ["Passivate", "Passivated", "SessionExited"]
 
 @dataclass(frozen=True, slots=True)
 class Passivate:
-    """Snapshot and stop if idle (a session in a turn ignores it and is asked again later)."""
+    """Stop, with a snapshot if anything changed since the last (a session in a turn remembers
+    it and goes once its turns are over)."""
 
 
 @dataclass(frozen=True, slots=True)

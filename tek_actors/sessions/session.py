@@ -184,6 +184,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self.tools: ToolRound | None = None  # the tool calls on their way
         self.waiting: list[tuple[Ticket, Any]] = []  # switches waiting for the turns to end
         self.open_mark = open_mark(self.session_id)
+        self.passivation = ""  # "asked" by the manager (it goes once idle), then "told" it so
 
     def initial_state(self) -> SessionState:
         options = self.ctx.options
@@ -362,8 +363,13 @@ class ModelSessionActor(PersistentActor[SessionState]):
     # -- turns -------------------------------------------------------------------------------
 
     def _next_turn(self, *, recovering: bool = False) -> None:
-        if self.turn is not None or not self.state.queue:
+        # Once told, a message that still came is the next incarnation's (its open mark says so)
+        if self.turn is not None or not self.state.queue or self.passivation == "told":
             self._settle_waiting()
+            idle = self.turn is None and not self.state.queue
+            if idle and self.passivation == "asked" and self.manager is not None:
+                self.passivation = "told"  # the manager stops it; on_end snapshots what changed
+                self.manager.tell(Passivated(self.session_id, self.ctx.incarnation))
             return
         self.turn = self.state.queue[0]
         current = self.state.round
@@ -587,10 +593,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
             self.config = message
             return None
         if isinstance(message, Passivate):
-            if self.turn is None and not self.state.queue and self.manager is not None:
-                # The manager stops this actor: it forwards requests in order, so one sent
-                # before it learnt of this is handled first, never dropped with the inbox.
-                self.snapshot(wait=True)
-                self.manager.tell(Passivated(self.session_id, self.ctx.incarnation))
+            self.passivation = self.passivation or "asked"
+            self._next_turn()  # it goes now if idle, else at the end of its turns
             return None
         return super().on_message(message)
