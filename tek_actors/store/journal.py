@@ -189,7 +189,7 @@ class _Fence(_Op):
         self.actor, self.incarnation = actor, incarnation
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
-        pass  # needs no disk: applied by _drop_stale, before the batch is written
+        """Nothing to write: a fence is applied by `_drop_stale`, before the batch is."""
 
 
 class _Snapshot(_Op):

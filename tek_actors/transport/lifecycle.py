@@ -65,6 +65,7 @@ class _Routed:
     request: Request
     size: int
     digest: bytes | None = None
+    actor: str | None = None  # the actor that serves its domain
 
 
 class Requests:
@@ -120,7 +121,9 @@ class Requests:
         """Route `routed` now, unless its idem key needs a look-up (then its peer waits)."""
         try:
             request = routed.request
-            if "." not in request.type or self._directory.route(request.type.split(".")[0]) is None:
+            if "." in request.type:
+                routed.actor = self._directory.route(request.type.split(".")[0])
+            if routed.actor is None:
                 raise UnknownType(
                     f"unknown message type {request.type!r}", details={"type": request.type}
                 )
@@ -186,10 +189,11 @@ class Requests:
                 retry_after_ms=self.refuse_retry_ms,
                 details={"state": self.refuse_state},
             )
-        name = self._directory.route(request.type.split(".")[0])
-        ref = self._directory.lookup(name) if name is not None else None
-        if name is None or ref is None:
-            raise self._down_error(name or request.type)
+        name = routed.actor
+        assert name is not None  # _admit refused a type no actor serves
+        ref = self._directory.lookup(name)
+        if ref is None:
+            raise self._down_error(name)
         if len(self.pending) >= self._max_pending:
             raise Overloaded("too many requests in flight", retry_after_ms=500)
         if self.pending_bytes + routed.size > self._max_pending_bytes:
