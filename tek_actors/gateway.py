@@ -32,15 +32,11 @@ import pykka
 from loguru import logger
 
 from tek_actors._version import __version__
-from tek_actors.actors import RetentionTicker
-from tek_actors.approvals import ApprovalActor
-from tek_actors.config import Config, ConfigActor, ConfigStore
+from tek_actors.config import Config, ConfigStore
 from tek_actors.errors import Unavailable
 from tek_actors.home import HomeLock, TekHome
-from tek_actors.procs import ProcessMonitorActor
-from tek_actors.providers import ProviderActor
+from tek_actors.mcp import Catalog
 from tek_actors.runtime import (
-    Actor,
     ActorContext,
     Backoff,
     ChildSpec,
@@ -53,10 +49,10 @@ from tek_actors.runtime import (
     SyncStateQuery,
 )
 from tek_actors.runtime.process import foreground_setup, foreground_teardown
-from tek_actors.sessions import SessionManager
 from tek_actors.sessions.manager import CrashSession
 from tek_actors.store import EventRecord, Journal, NewEvent, remove_quietly
 from tek_actors.transport import Announcer, Frontend, FrontendSettings, ServerAuth, server_auth
+from tek_actors.tree import child_specs
 
 if TYPE_CHECKING:
     from tek_actors.client import Client
@@ -129,49 +125,11 @@ class Gateway:
         self._fatal_reason: str | None = None
         self.endpoint = ""
         self.config_watch_s = config_watch_s  # how often config.json is checked for hand edits
-        self._token_estimator = token_estimator
+        self.token_estimator = token_estimator
+        self.mcp_catalog = Catalog()  # the MCP actor writes it, the sessions read it
         self._auth = ServerAuth()
 
     # -- assembling --------------------------------------------------------------------------
-
-    def _child_specs(self) -> list[ChildSpec]:
-        sup = self.settings.supervision
-        common: dict[str, Any] = {
-            "intensity": Intensity(sup.child_max_restarts, sup.child_window_s),
-            "backoff": Backoff(sup.backoff_initial_s, sup.backoff_max_s, 2.0, sup.backoff_jitter),
-            "stable_after_s": sup.stable_after_s,
-            "shutdown_timeout_s": sup.shutdown_timeout_s,
-        }
-        every = {"snapshot_every": self.settings.snapshot_every}
-        state = self.home.state_dir
-
-        def child(name: str, actor_class: type[Actor], **options: Any) -> ChildSpec:
-            return ChildSpec(name, actor_class, options={**every, **options}, **common)
-
-        specs = [
-            child(
-                "config",
-                ConfigActor,
-                path=self.home.config_path,
-                hooks={"frontend": self._apply_frontend_limits},
-                watch_s=self.config_watch_s,
-            ),
-            child("approvals", ApprovalActor),
-            child("providers", ProviderActor),
-            child(
-                "sessions",
-                SessionManager,
-                workspace=state / "workspace",
-                estimator=self._token_estimator,
-            ),
-            child("procs", ProcessMonitorActor, procs_dir=state / "procs", snapshot_every=500),
-            ChildSpec("retention", RetentionTicker, **common),
-        ]
-        if self.test_hooks:
-            from tek_actors.testing.probe import ProbeActor
-
-            specs.append(child("probe", ProbeActor))
-        return specs + self._extra_children
 
     def _apply_frontend_limits(self, config: Config) -> None:
         """The frontend's live limits (called by the ConfigActor before it acknowledges)."""
@@ -226,7 +184,7 @@ class Gateway:
             on_committed=self._post_events,
             on_failure=self._journal_failed,
         ).open()
-        self._specs = self._child_specs()
+        self._specs = child_specs(self)
         sup = self.settings.supervision
         ref = Supervisor.start(
             self._specs,

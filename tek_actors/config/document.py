@@ -51,8 +51,18 @@ _SEGMENT_MAX = 64
 _LIVE_GATEWAY_FIELDS = frozenset({"request_timeout_ms", "client_queue_bound"})
 
 
+# Maps whose every value is a secret: an MCP server's `env` and `headers` (a token in
+# GITHUB_TOKEN or Authorization is as secret as an api_key, whatever its name).
+_SECRET_MAPS = frozenset({"env", "headers"})
+_MAP_ENDS = tuple(f"{name}." for name in _SECRET_MAPS)
+
+
 def is_secret(key: str) -> bool:
     return key in _SECRET_NAMES or key.endswith(("_api_key", "_token", "_secret"))
+
+
+def _secret_values(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: REDACTED if v not in (None, "") else v for k, v in value.items()}
 
 
 def digest(raw: dict[str, Any]) -> str:
@@ -456,21 +466,26 @@ def restart_required(paths: list[str]) -> list[str]:
 def redact(value: Any) -> Any:
     """A copy with every secret (api_key, token, ...) replaced by REDACTED."""
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if is_secret(str(k)) and v not in (None, "") else redact(v))
-            for k, v in value.items()
-        }
+        return {k: _redact_item(str(k), v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
 
 
+def _redact_item(key: str, value: Any) -> Any:
+    if is_secret(key) and value not in (None, ""):
+        return REDACTED
+    if key in _SECRET_MAPS and isinstance(value, dict):
+        return _secret_values(value)
+    return redact(value)
+
+
 def redact_path(path: str, value: Any) -> Any:
     """`value` as found at `path`, redacted (a secret leaf, or secrets inside an object)."""
-    leaf = path.rsplit(".", 1)[-1]
-    if is_secret(leaf) and value not in (None, ""):
-        return REDACTED
-    return redact(value)
+    parts = path.split(".")
+    if len(parts) > 1 and parts[-2] in _SECRET_MAPS and value not in (None, ""):
+        return REDACTED  # one value of an `env` or `headers` map
+    return _redact_item(parts[-1], value)
 
 
 def keep_redacted_secrets(old: Any, new: Any, prefix: str = "") -> Any:
@@ -481,7 +496,7 @@ def keep_redacted_secrets(old: Any, new: Any, prefix: str = "") -> Any:
     out: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key) if isinstance(old, dict) else None
-        if value == REDACTED and is_secret(str(key)):
+        if value == REDACTED and (is_secret(str(key)) or prefix.endswith(_MAP_ENDS)):
             if before is None:
                 raise InvalidValue(
                     f"{prefix}{key}: {REDACTED!r} stands for a secret that is not set",

@@ -25,6 +25,8 @@ __all__ = [
     "ConfigModel",
     "GatewaySettings",
     "LimitsConfig",
+    "McpConfig",
+    "McpServerConfig",
     "ModelConfig",
     "ProviderConfig",
     "RetentionConfig",
@@ -133,6 +135,47 @@ class ToolConfig(ConfigModel):
     cwd: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
 
 
+# A letter or digit run, joined by single `-` or `_`: `mcp__<server>__<tool>` splits at the
+# first `__` after the prefix, and a tool name leaves room in the model's 64 characters.
+ServerName = Annotated[
+    str, Field(min_length=1, max_length=24, pattern=r"^[A-Za-z0-9]+([-_][A-Za-z0-9]+)*$")
+]
+Arg = Annotated[str, Field(max_length=4096)]
+HeaderName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9-]+$")]
+
+
+class McpServerConfig(ConfigModel):
+    """One server: exactly one of `command` (stdio) and `url` (Streamable HTTP)."""
+
+    command: Annotated[list[Arg], Field(min_length=1, max_length=256)] | None = None
+    url: Url | None = None
+    env: Annotated[
+        dict[EnvName, Annotated[str, Field(max_length=8192)]], Field(max_length=128)
+    ] = {}
+    headers: Annotated[
+        dict[HeaderName, Annotated[str, Field(max_length=8192)]], Field(max_length=64)
+    ] = {}
+    cwd: Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^/")] | None = None
+    enabled: bool = True
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("a server has exactly one of `command` (stdio) and `url` (http)")
+        if self.command is not None and not self.command[0]:
+            raise ValueError("`command` starts with the program to run")
+        if self.url is not None and self.env:
+            raise ValueError("`env` is for a command; an http server takes `headers`")
+        if self.command is not None and self.headers:
+            raise ValueError("`headers` are for an http server; a command takes `env`")
+        return self
+
+
+class McpConfig(ConfigModel):
+    servers: Annotated[dict[ServerName, McpServerConfig], Field(max_length=64)] = {}
+
+
 class RetentionConfig(ConfigModel):
     keep_events: Annotated[int, Field(ge=0)] = 1_000_000
     idem_retention_s: Seconds = 7 * 86_400.0
@@ -201,6 +244,7 @@ class Config(ConfigModel):
     limits: LimitsConfig = LimitsConfig()
     retention: RetentionConfig = RetentionConfig()
     gateway: GatewaySettings = GatewaySettings()
+    mcp: McpConfig = McpConfig()
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -356,6 +356,7 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
                 "manager": manager,
                 "workdir": meta.cwd or self._workspace(),
                 "estimator": self.ctx.options.get("estimator"),
+                "mcp_catalog": self.ctx.options.get("mcp_catalog"),
                 "snapshot_every": 100,
                 # the session fences (on its own thread) only if an older one may still write
                 "fence": session_id not in self.stopped_cleanly,

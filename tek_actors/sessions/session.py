@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, StrictStr
 from tek_actors.approvals.messages import ApprovalChanged
 from tek_actors.config import Config
 from tek_actors.errors import Conflict, InvalidValue, Overloaded, TekError
+from tek_actors.mcp.catalog import Catalog
 from tek_actors.procs.messages import ProcEnded
 from tek_actors.providers import (
     CallKnown,
@@ -165,8 +166,8 @@ def _queue_full(error: TekError | None) -> bool:
 
 class ModelSessionActor(PersistentActor[SessionState]):
     """Options: `session_id`, `model` (its alias at creation), `config` (the Config in force),
-    `manager` (the SessionManager's ref, told when this actor passivates), `workdir` (the
-    folder its tools work in), `estimator` (text -> tokens; bytes / 4 by default)."""
+    `manager` (the SessionManager's ref, told when it passivates), `workdir` (the folder its
+    tools work in), `estimator` (text -> tokens; bytes / 4), `mcp_catalog` (MCP tools)."""
 
     domain = "sessions"
     state_model = SessionState
@@ -175,6 +176,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
         super().__init__(ctx)
         self.session_id = str(ctx.options["session_id"])
         self.config: Config = ctx.options.get("config") or Config()
+        self.catalog: Catalog = ctx.options.get("mcp_catalog") or Catalog()
         self.manager = ctx.options.get("manager")
         self.workdir = Path(ctx.options.get("workdir") or Path.cwd())
         self.estimate: context.Estimator = ctx.options.get("estimator") or estimate_tokens
@@ -315,7 +317,8 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self._settle_waiting()
 
     def _plan(self, target: str | None) -> dict[str, Any]:
-        return context.plan(self.state, self.config, target, self.estimate, tool_specs(self.config))
+        tools = tool_specs(self.config, self.catalog)
+        return context.plan(self.state, self.config, target, self.estimate, tools)
 
     def _settle_waiting(self) -> None:
         """Switches wait until no turn runs (tool calls included): a model never changes
@@ -392,10 +395,9 @@ class ModelSessionActor(PersistentActor[SessionState]):
             )
         assert self.turn is not None
         messages = context.context(self.state, self.turn)
-        tools = tool_specs(self.config)
-        self.call_estimate = context.raw_tokens(messages, self.estimate) + context.tools_tokens(
-            tools, self.estimate
-        )
+        tools = tool_specs(self.config, self.catalog)
+        raw, calls = context.raw_tokens, context.tools_tokens
+        self.call_estimate = raw(messages, self.estimate) + calls(tools, self.estimate)
         call_id = f"{self.turn}/{uuid.uuid4().hex[:8]}"
         request = ModelRequest(messages=messages, tools=tools)
         self.call = Complete(
@@ -414,9 +416,8 @@ class ModelSessionActor(PersistentActor[SessionState]):
         self.after(WATCH_S, Later(lambda: self._check_call(call)))
 
     def _check_call(self, call: Complete) -> None:
-        if call is self.call and not self.send(
-            "providers", CallQuery(call.call_id, self.actor_ref)
-        ):
+        query = CallQuery(call.call_id, self.actor_ref)
+        if call is self.call and not self.send("providers", query):
             self.after(WATCH_S, Later(lambda: self._check_call(call)))
 
     def _call_known(self, known: CallKnown) -> None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tek_actors.approvals.messages import WatchApproval
 from tek_actors.errors import Conflict, Internal, Overloaded, TekError, Unavailable
+from tek_actors.mcp.catalog import split_name
 from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.providers import ToolCall
 from tek_actors.runtime.killpoints import kill_point
@@ -127,19 +128,23 @@ class CallRun:
         """The call's plan (made once); None, with the call answered, if it cannot run."""
         if self.planned is None:
             try:
-                self.planned = plan_call(self.call, self.host.config, self.host.workdir)
+                host = self.host
+                self.planned = plan_call(self.call, host.config, host.workdir, host.catalog)
             except ToolError as err:
                 self.finish("error", {"error": str(err)})
         return self.planned
 
     def _approved_plan(self, view: dict[str, Any]) -> PlannedCall | None:
         """The plan of an approved call. A file tool's approval binds everything it runs (the
-        real path and the identities, checked when it runs), so after a restart it runs that,
-        never a new plan of a path that may resolve elsewhere now; any other call is planned
-        again (the config may have changed)."""
-        if self.planned is None and view.get("tool") in FILE_TOOLS and view.get("arguments"):
-            kind: Kind = "read_file" if view["tool"] == "read_file" else "write_file"
-            self.planned = PlannedCall(view["tool"], kind, dict(view["arguments"]))
+        real path and the identities, checked when it runs), and an MCP call's binds the
+        server, the tool and the arguments (its server may not be listed again yet after a
+        restart), so after a restart it runs that; any other call is planned again (the config
+        may have changed)."""
+        tool, bound = view.get("tool"), view.get("arguments")
+        if self.planned is None and bound and (tool in FILE_TOOLS or split_name(str(tool))):
+            kind: Kind = "mcp" if split_name(str(tool)) else "write_file"
+            kind = "read_file" if tool == "read_file" else kind
+            self.planned = PlannedCall(str(tool), kind, dict(bound))
         return self._plan()
 
     def _looked_up(self, ok: bool, value: Any) -> None:
@@ -234,6 +239,14 @@ class CallRun:
         planned = PlannedCall(
             self.planned.tool, self.planned.kind, self.approved or self.planned.arguments
         )
+        if planned.kind == "mcp":
+            payload = {
+                **planned.arguments,
+                "key": self.approval_id,
+                "session": self.host.session_id,
+            }
+            self.host.request("mcp", "mcp.call", payload, self._mcp_done)
+            return
         if planned.kind != "process":
             try:
                 confine(planned, self.host.config)
@@ -275,6 +288,20 @@ class CallRun:
         self.host.request("approvals", "approvals.attach", attach, self._attached)
         self.waiting = "process"
         self._watch_process()
+
+    def _mcp_done(self, ok: bool, value: Any) -> None:
+        if not ok:
+            if _never_started(value) or isinstance(value, Internal):
+                self._again(self._run, value)  # asked again under its key: never sent twice
+            elif _outcome_unknown(value):
+                self._unknown(f"mcp.call: {value}")
+            else:  # refused before anything ran: a server failed or disabled, no such tool
+                self.finish("failed", {"error": str(value)})
+            return
+        if value.get("is_error"):
+            self.finish("failed", {"error": value["output"]} | _flags(value))
+        else:
+            self.finish("executed", {"output": value["output"]})
 
     def _attached(self, ok: bool, value: Any) -> None:
         if not ok:  # only a restart of the gateway needs it, to learn how the call ended
@@ -354,6 +381,10 @@ class CallRun:
             self.finish("failed", {"error": str(error)})
             return
         self.host.after(RETRY_S, Later(step))
+
+
+def _flags(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: True for k in ("timed_out", "lost") if value.get(k)}
 
 
 _UNKNOWN = (

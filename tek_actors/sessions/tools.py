@@ -12,6 +12,10 @@ Built in:
 Tools from config (`tools.<name>`: command, description, parameters, cwd) run their command
 through the process monitor like `shell`, each `{parameter}` replaced by its value.
 
+MCP tools (`mcp__<server>__<tool>`, from the catalog the MCP actor keeps, docs/mcp.md) are
+planned as {"server", "tool", "arguments"}: the approval binds the server, the tool and the
+exact arguments, and the call is sent to the MCP actor (`mcp.call`) under the approval's id.
+
 A call is *planned* before anyone is asked: its arguments are checked and its paths resolved
 against the session's folder, and the plan's arguments (the exact argv and cwd, the resolved
 path) are what the approval shows and binds, so a person approves exactly what runs. A call that
@@ -42,6 +46,7 @@ from pydantic import Field, StrictBool, StrictStr, ValidationError
 
 from tek_actors.config import Config
 from tek_actors.config.model import ToolConfig
+from tek_actors.mcp.catalog import Catalog, split_name
 from tek_actors.providers import ToolCall, ToolSpec
 from tek_actors.wire import WireModel
 
@@ -63,7 +68,7 @@ __all__ = [
     "tool_specs",
 ]
 
-Kind = Literal["process", "read_file", "write_file"]
+Kind = Literal["process", "read_file", "write_file", "mcp"]
 M = TypeVar("M", bound=WireModel)
 FILE_TOOLS = frozenset({"read_file", "write_file"})
 
@@ -323,8 +328,9 @@ _JSON_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-def tool_specs(config: Config) -> list[ToolSpec]:
-    """What the model is told it may call: the built-ins, then the tools from config."""
+def tool_specs(config: Config, catalog: Catalog | None = None) -> list[ToolSpec]:
+    """What the model is told it may call: the built-ins, the tools from config, then the
+    tools of the MCP servers running now."""
     specs = list(_BUILTIN_SPECS)
     for name, tool in sorted(config.tools.items()):
         properties = {
@@ -334,12 +340,21 @@ def tool_specs(config: Config) -> list[ToolSpec]:
         required = [p for p, spec in tool.parameters.items() if spec.required]
         schema = {"type": "object", "properties": properties, "required": required}
         specs.append(ToolSpec(name=name, description=tool.description, parameters=schema))
+    for mcp in (catalog.tools() if catalog is not None else {}).values():
+        about = f"{mcp.description} (tool {mcp.name!r} of the MCP server {mcp.server!r})"
+        specs.append(
+            ToolSpec(name=mcp.exposed, description=about.strip(), parameters=mcp.input_schema)
+        )
     return specs
 
 
-def plan_call(call: ToolCall, config: Config, workdir: Path) -> PlannedCall:
+def plan_call(
+    call: ToolCall, config: Config, workdir: Path, catalog: Catalog | None = None
+) -> PlannedCall:
     """The checked, resolved form of `call`; ToolError if it cannot run."""
     args = call.arguments
+    if split_name(call.name) is not None:
+        return _plan_mcp(call, catalog)
     if call.name == "shell":
         shell = _parse(_ShellArgs, args, call.name)
         cwd = _resolve(workdir, shell.cwd) if shell.cwd else str(workdir)
@@ -361,12 +376,27 @@ def plan_call(call: ToolCall, config: Config, workdir: Path) -> PlannedCall:
         return PlannedCall("write_file", "write_file", resolved)
     tool = config.tools.get(call.name)
     if tool is None:
-        known = ["shell", "read_file", "write_file", *sorted(config.tools)]
+        mcp = sorted(catalog.tools()) if catalog is not None else []
+        known = ["shell", "read_file", "write_file", *sorted(config.tools), *mcp]
         raise ToolError(f"there is no tool {call.name!r}; the tools are {', '.join(known)}")
     argv = _command(call.name, tool, args)
     return PlannedCall(
         call.name, "process", {"argv": argv, "cwd": tool.cwd or str(workdir), "arguments": args}
     )
+
+
+def _plan_mcp(call: ToolCall, catalog: Catalog | None) -> PlannedCall:
+    tool = (catalog.tools() if catalog is not None else {}).get(call.name)
+    if tool is None:
+        server = (split_name(call.name) or ("", ""))[0]
+        raise ToolError(
+            f"there is no tool {call.name!r} now: the MCP server {server!r} is not running or "
+            "does not offer it (tek mcp list); nothing was run"
+        )
+    if not isinstance(call.arguments, dict):
+        raise ToolError(f"{call.name}: its arguments must be an object")
+    bound = {"server": tool.server, "tool": tool.name, "arguments": call.arguments}
+    return PlannedCall(call.name, "mcp", bound)
 
 
 def _parse(model: type[M], args: dict[str, Any], tool: str) -> M:
