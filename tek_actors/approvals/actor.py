@@ -16,6 +16,16 @@ process monitor says whether its process ended (then it is `executed`, with the 
 whose process was not known yet is driven on by its session through the call's id (the monitor
 journals its intent before it starts a process, so it knows whether it did). Where nobody can
 tell, it is `unknown`, which the caller must report as such and never re-run.
+
+The tool-call path (request, decide, begin, attach, finish) is pipelined (runtime/persistent.py):
+each command is validated against the state with every pending event in it, and answered in
+order once durable, so many sessions' calls share one commit. Reads (get, list) answer from the
+durable state at once. The state is bounded: an approval that is over (denied, expired,
+executed, failed, unknown) stays in it while it is among the newest `keep_finished` finished
+ones; an older one leaves it through an `approval.archived` event, and the same transaction
+keeps its record in the journal's kept records by id and by call (`id:<id>`,
+`call:<tool_call>\x00<session>`), where get, list by tool_call, and a request asked again find
+it after any restart.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr, model_validator
 
 from tek_actors.approvals.messages import ApprovalChanged, WatchApproval
 from tek_actors.approvals.policy import arguments_digest, evaluate, policy_digest, remembered
@@ -40,6 +50,7 @@ __all__ = ["Approval", "ApprovalActor", "ApprovalsState"]
 
 SWEEP_S = 30.0
 RECOVER_RETRY_S = 0.5
+KEEP_FINISHED = 1000  # finished approvals kept in the state (and its snapshots)
 Status = Literal[
     "pending", "approved", "denied", "expired", "running", "executed", "failed", "unknown"
 ]
@@ -72,8 +83,18 @@ class Approval(BaseModel):
 class ApprovalsState(BaseModel):
     items: dict[str, Approval] = {}
     by_call: dict[str, str] = {}  # "session\x00tool_call" -> the newest approval's id
+    finished: list[str] = []  # ids of the finished items, in the order they finished
     policy_version: int = 0
     policy_digest: str = ""
+
+    @model_validator(mode="after")
+    def _finished_of_an_older_snapshot(self) -> ApprovalsState:
+        # A snapshot from before `finished` existed: its finished items, oldest first.
+        if "finished" not in self.model_fields_set and self.items:
+            done = [i for i in self.items.values() if i.status in FINAL]
+            done.sort(key=lambda i: i.finished_at or i.decided_at or i.requested_at)
+            self.finished = [i.id for i in done]
+        return self
 
 
 class RequestPayload(WireModel):
@@ -136,6 +157,10 @@ def _call_key(session: str, tool_call: str) -> str:
     return f"{session}\x00{tool_call}"
 
 
+def _kept_call(session: str, tool_call: str) -> str:
+    return f"call:{tool_call}\x00{session}"
+
+
 def _change(event_type: str, item: Approval, **fields: Any) -> NewEvent:
     """A transition of `item`: its id and session (so a client can follow one session's calls
     from the events alone) and what changed."""
@@ -150,6 +175,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         super().__init__(ctx)
         self.policy = ApprovalsConfig()
         self.sweep_s = float(ctx.options.get("sweep_s", SWEEP_S))
+        self.keep_finished = max(1, int(ctx.options.get("keep_finished", KEEP_FINISHED)))
         self.watchers: dict[str, dict[str, Any]] = {}  # approval id -> {actor urn: ref}
 
     # -- events ------------------------------------------------------------------------------
@@ -163,19 +189,31 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         if event.type == "approval.requested":
             item = Approval.model_validate(data)
             key = _call_key(item.session, item.tool_call)
-            return state.model_copy(
-                update={
-                    "items": {**state.items, item.id: item},
-                    "by_call": {**state.by_call, key: item.id},
-                }
-            )
+            update: dict[str, Any] = {
+                "items": {**state.items, item.id: item},
+                "by_call": {**state.by_call, key: item.id},
+            }
+            if item.status in FINAL:
+                update["finished"] = [*state.finished, item.id]
+            return state.model_copy(update=update)
         current = state.items.get(data.get("id", ""))
         if current is None:
             return state
+        if event.type == "approval.archived":
+            key = _call_key(current.session, current.tool_call)
+            items = {k: v for k, v in state.items.items() if k != current.id}
+            by_call = state.by_call
+            if by_call.get(key) == current.id:
+                by_call = {k: v for k, v in by_call.items() if k != key}
+            finished = [i for i in state.finished if i != current.id]
+            return state.model_copy(
+                update={"items": items, "by_call": by_call, "finished": finished}
+            )
         changes = {k: v for k, v in data.items() if k in Approval.model_fields and k != "id"}
-        return state.model_copy(
-            update={"items": {**state.items, current.id: current.model_copy(update=changes)}}
-        )
+        update = {"items": {**state.items, current.id: current.model_copy(update=changes)}}
+        if changes.get("status") in FINAL and current.status not in FINAL:
+            update["finished"] = [*state.finished, current.id]
+        return state.model_copy(update=update)
 
     def public_state(self) -> dict[str, Any]:
         pending = [
@@ -201,12 +239,13 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
 
     # -- requests ----------------------------------------------------------------------------
 
-    @command("approvals.request", RequestPayload)
+    @command("approvals.request", RequestPayload, pipelined=True)
     def request(self, payload: RequestPayload) -> dict[str, Any]:
+        state = self.latest
         digest = arguments_digest(payload.arguments)
-        known = self.state.by_call.get(_call_key(payload.session, payload.tool_call))
-        if known is not None and self.state.items[known].digest == digest:
-            return self._view(self.state.items[known])  # the same call asked twice: one request
+        known = self._by_call(state, payload.session, payload.tool_call)
+        if known is not None and known.digest == digest:
+            return self._view(known, state)  # the same call asked twice: one request
         now = self.ctx.clock.time()
         action, why = evaluate(self.policy, payload.tool, payload.arguments)
         item_id = "a-" + uuid.uuid4().hex[:12]
@@ -218,7 +257,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             "arguments": payload.arguments,
             "digest": digest,
             "status": "pending",
-            "policy_version": self.state.policy_version,
+            "policy_version": state.policy_version,
             "requested_at": now,
             "expires_at": now + self.policy.expire_after_s if action == "ask" else None,
         }
@@ -229,12 +268,16 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 "reason": why,
                 "decided_at": now,
             }
-        event = NewEvent("approval.requested", item)
-        return self.persist(event, result=lambda s: self._view(s.items[item_id]))  # type: ignore[no-any-return]
+        return self._pipelined(item_id, NewEvent("approval.requested", item))
 
-    @command("approvals.decide", DecidePayload)
+    @command("approvals.decide", DecidePayload, pipelined=True)
     def decide(self, payload: DecidePayload) -> Any:
-        item = self._item(payload.id)
+        if payload.remember:  # a policy change follows: on the durable state, as before
+            refused = self.settle_pending()
+            if refused is not None:
+                raise refused
+        state = self.latest
+        item = self._item(payload.id, state)
         if item.status != "pending":
             raise Conflict(
                 f"{item.id} is already {item.status}; it cannot be decided again",
@@ -244,11 +287,11 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             payload.reason
             or f"{'approved' if payload.decision == 'approve' else 'denied'} by a person"
         )
-        event = self._decided(item, payload.decision == "approve", "person", reason)
+        event = self._decided(item, payload.decision == "approve", "person", reason, state)
         if not payload.remember:
-            return self.persist(event, result=lambda s: self._view(s.items[item.id]))
+            return self._pipelined(item.id, event)
         ticket = self.defer()
-        self.persist(event, result=lambda s: None)
+        self._persist_now(event)
         action = "auto" if payload.decision == "approve" else "deny"
         path, value = remembered(self.policy, item.tool, item.arguments, action)
         ref = self.actor_ref
@@ -261,24 +304,26 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             self.answer(ticket, {**self._view(self.state.items[item.id]), "remembered": False})
         return None
 
-    @command("approvals.begin", BeginPayload)
+    @command("approvals.begin", BeginPayload, pipelined=True)
     def begin(self, payload: BeginPayload) -> dict[str, Any]:
         """The tool is about to run: mark it running (durably) if it may; else say why not."""
-        item = self._item(payload.id)
+        state = self.latest
+        item = self._item(payload.id, state)
         if item.status == "running" or item.status in ("executed", "failed", "unknown"):
             raise Conflict(
                 f"{item.id} was already started ({item.status}); it never runs twice",
                 details={"id": item.id, "status": item.status},
             )
         if item.status != "approved":
-            return self._view(item)  # pending, denied or expired: the caller must not run it
+            return self._view(item, state)  # pending, denied or expired: it must not run
         events = []
-        if payload.policy_version != self.state.policy_version or (
-            item.policy_version != self.state.policy_version
+        if payload.policy_version != state.policy_version or (
+            item.policy_version != state.policy_version
         ):
             action, why = evaluate(self.policy, item.tool, item.arguments)
             if action == "deny":
-                events.append(self._decided(item, False, "policy", f"the policy changed: {why}"))
+                reason = f"the policy changed: {why}"
+                events.append(self._decided(item, False, "policy", reason, state))
             elif action == "ask" and item.decided_by == "policy":
                 now = self.ctx.clock.time()
                 events.append(
@@ -289,30 +334,29 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                             "status": "pending",
                             "decided_by": None,
                             "reason": f"the policy changed: {why}",
-                            "policy_version": self.state.policy_version,
+                            "policy_version": state.policy_version,
                             "expires_at": now + self.policy.expire_after_s,
                         },
                     )
                 )
         if events:
-            return self.persist(*events, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+            return self._pipelined(item.id, *events)
         running = _change(
             "approval.running", item, status="running", started_at=self.ctx.clock.time()
         )
-        return self.persist(running, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+        return self._pipelined(item.id, running)
 
-    @command("approvals.attach", AttachPayload)
+    @command("approvals.attach", AttachPayload, pipelined=True)
     def attach(self, payload: AttachPayload) -> dict[str, Any]:
         """The process that runs this call (so a restart can learn how it ended)."""
-        item = self._item(payload.id)
+        item = self._item(payload.id, self.latest)
         if item.status != "running":
             raise Conflict(f"{item.id} is {item.status}, not running", details={"id": item.id})
-        event = _change("approval.attached", item, proc_id=payload.proc_id)
-        return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+        return self._pipelined(item.id, _change("approval.attached", item, proc_id=payload.proc_id))
 
-    @command("approvals.finish", FinishPayload)
+    @command("approvals.finish", FinishPayload, pipelined=True)
     def finish(self, payload: FinishPayload) -> dict[str, Any]:
-        item = self._item(payload.id)
+        item = self._item(payload.id, self.latest)
         if item.status != "running":
             raise Conflict(
                 f"{item.id} is {item.status}, not running",
@@ -325,17 +369,30 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             finished_at=self.ctx.clock.time(),
             result=payload.result,
         )
-        return self.persist(event, result=lambda s: self._view(s.items[item.id]))  # type: ignore[no-any-return]
+        return self._pipelined(item.id, event)
 
-    @command("approvals.get", IdPayload)
+    @command("approvals.get", IdPayload, reads=True)
     def get(self, payload: IdPayload) -> dict[str, Any]:
-        return self._view(self._item(payload.id))
+        return self._view(self._item(payload.id, self.state))
 
-    @command("approvals.list", ListPayload)
+    @command("approvals.list", ListPayload, reads=True)
     def list_(self, payload: ListPayload) -> dict[str, Any]:
+        """The state's approvals (every open one, the newest finished ones); with `tool_call`,
+        also the archived record of that call."""
+        found = {i.id: i for i in self.state.items.values()}
+        if payload.tool_call is not None:
+            if payload.session is not None:
+                archived = [
+                    self.ctx.journal.kept(self.name, _kept_call(payload.session, payload.tool_call))
+                ]
+            else:
+                archived = self.ctx.journal.kept_under(self.name, _kept_call("", payload.tool_call))
+            for record in archived:
+                if record is not None and record["id"] not in found:
+                    found[record["id"]] = Approval.model_validate(record)
         items = [
             self._view(i)
-            for i in sorted(self.state.items.values(), key=lambda i: i.requested_at)
+            for i in sorted(found.values(), key=lambda i: i.requested_at)
             if (payload.status is None or i.status == payload.status)
             and (payload.session is None or i.session == payload.session)
             and (payload.tool_call is None or i.tool_call == payload.tool_call)
@@ -365,22 +422,25 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             return None
         if isinstance(message, _Remembered):
             # The decision is durable already; the policy change is applied (or refused) now.
-            view = self._view(self.state.items[message.item_id]) | {"remembered": message.ok}
+            view = self._view(self._item(message.item_id, self.state)) | {"remembered": message.ok}
             if not message.ok and isinstance(message.value, TekError):
                 view["remember_error"] = message.value.message
             self.answer(message.ticket, view)
             return None
         return super().on_message(message)
 
-    def persist(self, *events: NewEvent, **kwargs: Any) -> Any:
-        result = super().persist(*events, **kwargs)
+    def on_persisted(self) -> None:
         self._notify_watchers()
-        return result
+
+    def waits_for_pending(self, message: Any) -> bool:
+        # A watch is answered from the durable state: it need not wait for pending changes.
+        return not isinstance(message, WatchApproval) and super().waits_for_pending(message)
 
     def _notify_watchers(self) -> None:
-        """Tell the watchers of every approval that is no longer pending (or does not exist)."""
+        """Tell the watchers of every approval that is no longer pending (or does not exist),
+        from the durable state."""
         for item_id in list(self.watchers):
-            item = self.state.items.get(item_id)
+            item = self.state.items.get(item_id) or self._archived(item_id)
             if item is not None and item.status == "pending":
                 continue
             view = self._view(item) if item is not None else {"id": item_id, "status": "missing"}
@@ -401,7 +461,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             if i.status == "pending" and i.expires_at is not None and i.expires_at <= now
         ]
         if expired:
-            self.persist(*expired)
+            self._persist_now(*expired)
 
     def _recover(self) -> None:
         """Calls that were running with a known process when the gateway went down: their end
@@ -423,7 +483,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 continue
             if ended.state == "exited":
                 result = {"exit_code": ended.exit_code, "signal": ended.signal, "recovered": True}
-                self.persist(
+                self._persist_now(
                     _change(
                         "approval.executed",
                         item,
@@ -433,7 +493,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                     )
                 )
             else:
-                self.persist(
+                self._persist_now(
                     _change(
                         "approval.unknown",
                         item,
@@ -443,7 +503,9 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                     )
                 )
 
-    def _decided(self, item: Approval, approve: bool, by: str, reason: str) -> NewEvent:
+    def _decided(
+        self, item: Approval, approve: bool, by: str, reason: str, state: ApprovalsState
+    ) -> NewEvent:
         return _change(
             "approval.decided",
             item,
@@ -451,14 +513,64 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             decided_by=by,
             reason=reason,
             decided_at=self.ctx.clock.time(),
-            policy_version=self.state.policy_version,
+            policy_version=state.policy_version,
         )
 
-    def _item(self, item_id: str) -> Approval:
-        item = self.state.items.get(item_id)
+    # -- persisting, and the bound on the state ----------------------------------------------
+
+    def _pipelined(self, item_id: str, *events: NewEvent) -> dict[str, Any]:
+        """persist_async `events` (with the archiving they make due); answers item's view."""
+        archived, keep = self._archival(self.latest, events)
+        return self.persist_async(  # type: ignore[no-any-return]
+            *events,
+            *archived,
+            result=lambda s: self._view(s.items[item_id], s),
+            keep=keep,
+        )
+
+    def _persist_now(self, *events: NewEvent) -> None:
+        archived, keep = self._archival(self.state, events)
+        self.persist(*events, *archived, keep=keep)
+
+    def _archival(
+        self, state: ApprovalsState, events: tuple[NewEvent, ...]
+    ) -> tuple[list[NewEvent], dict[str, Any]]:
+        """The `approval.archived` events of the oldest finished items that `events` push out
+        of the newest `keep_finished`, and their records to keep in the same transaction. Only
+        items finished before `events` go, so a command's own item is never among them."""
+        finishing = sum(1 for e in events if e.data.get("status") in FINAL)
+        excess = len(state.finished) + finishing - self.keep_finished
+        archived: list[NewEvent] = []
+        keep: dict[str, Any] = {}
+        for old_id in state.finished[: max(0, excess)]:
+            old = state.items[old_id]
+            record = old.model_dump(mode="json")
+            keep[f"id:{old_id}"] = record
+            if state.by_call.get(_call_key(old.session, old.tool_call)) == old_id:
+                keep[_kept_call(old.session, old.tool_call)] = record
+            archived.append(_change("approval.archived", old))
+        return archived, keep
+
+    def _archived(self, item_id: str) -> Approval | None:
+        record = self.ctx.journal.kept(self.name, f"id:{item_id}")
+        return None if record is None else Approval.model_validate(record)
+
+    def _by_call(self, state: ApprovalsState, session: str, tool_call: str) -> Approval | None:
+        """The newest approval of this call: in `state`, else in the durable state (archived
+        by a pending event), else archived."""
+        key = _call_key(session, tool_call)
+        for known in (state, self.state):
+            if key in known.by_call:
+                return known.items[known.by_call[key]]
+        record = self.ctx.journal.kept(self.name, _kept_call(session, tool_call))
+        return None if record is None else Approval.model_validate(record)
+
+    def _item(self, item_id: str, state: ApprovalsState) -> Approval:
+        item = state.items.get(item_id) or self.state.items.get(item_id) or self._archived(item_id)
         if item is None:
             raise NotFound(f"there is no approval {item_id!r}", details={"id": item_id})
         return item
 
-    def _view(self, item: Approval) -> dict[str, Any]:
-        return {**item.model_dump(mode="json"), "current_policy_version": self.state.policy_version}
+    def _view(self, item: Approval, state: ApprovalsState | None = None) -> dict[str, Any]:
+        version = (state or self.state).policy_version
+        return {**item.model_dump(mode="json"), "current_policy_version": version}

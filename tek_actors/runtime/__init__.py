@@ -1,7 +1,7 @@
 """The actor runtime: crash-safe and persistent actor bases, the supervisor, tickers, the clock."""
 
 from tek_actors.runtime._backoff import Backoff, Intensity, RestartWindow
-from tek_actors.runtime.actor import Actor, ActorContext, PersistentActor, command
+from tek_actors.runtime.actor import Actor, ActorContext, command
 from tek_actors.runtime.clock import Clock, FakeClock, RealClock, Timer
 from tek_actors.runtime.messages import (
     ChildExited,
@@ -12,6 +12,7 @@ from tek_actors.runtime.messages import (
     SyncStateQuery,
     Ticket,
 )
+from tek_actors.runtime.persistent import PersistentActor
 from tek_actors.runtime.supervisor import (
     ChildSpec,
     Directory,

@@ -10,45 +10,30 @@ touching its state again. The supervisor starts a new incarnation, which rehydra
 
 Commands are methods decorated with `@command("domain.verb", PayloadModel)`; they run on the
 actor's thread, take the validated payload and return the result (any msgpack-able value).
+A `PersistentActor`'s command may be `pipelined` (it persists with `persist_async` and its
+answer waits, in order, until durable) or `reads` (answered at once from the durable state);
+see runtime/persistent.py.
 """
 
 from __future__ import annotations
 
-import abc
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
-import msgpack
 import pykka
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from tek_actors.errors import (
-    Internal,
-    JournalError,
-    StorageUnavailable,
-    TekError,
-    Unavailable,
-    UnknownType,
-)
+from tek_actors.errors import Internal, StorageUnavailable, TekError, Unavailable, UnknownType
 from tek_actors.runtime.clock import Clock, Timer
-from tek_actors.runtime.messages import (
-    Fault,
-    SnapshotNow,
-    StatusQuery,
-    SyncStateQuery,
-    Ticket,
-)
-from tek_actors.store import IdemRecord, Journal, NewEvent
+from tek_actors.runtime.messages import Fault, StatusQuery, Ticket
+from tek_actors.store import Journal
 from tek_actors.wire import invalid_request_from
 
-__all__ = ["Actor", "ActorContext", "PersistentActor", "command", "tell_quietly"]
+__all__ = ["Actor", "ActorContext", "command", "tell_quietly"]
 
-S = TypeVar("S", bound=BaseModel)
-
-_PERSIST_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
 
 
@@ -71,15 +56,27 @@ class _Command:
     type_name: str
     payload_model: type[BaseModel]
     method: str
+    pipelined: bool = False
+    reads: bool = False
 
 
 def command(
-    type_name: str, payload_model: type[BaseModel]
+    type_name: str,
+    payload_model: type[BaseModel],
+    *,
+    pipelined: bool = False,
+    reads: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a method as the handler of the request type `type_name`."""
+    """Mark a method as the handler of the request type `type_name`.
+
+    `pipelined` (PersistentActor only): the command does not wait for earlier persists; it reads
+    `self.latest`, changes state with `persist_async`, and its answer (a result or a domain
+    error) is sent after every earlier pipelined command's, once durable. `reads`: the command
+    changes nothing and answers at once from the durable `self.state`. Any other command first
+    waits until every pending persist is durable."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn.__tek_command__ = (type_name, payload_model)  # type: ignore[attr-defined]
+        fn.__tek_command__ = (type_name, payload_model, pipelined, reads)  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -126,7 +123,7 @@ class Actor(pykka.ThreadingActor):
         for attr, value in list(vars(cls).items()):
             spec = getattr(value, "__tek_command__", None)
             if spec is not None:
-                found[spec[0]] = _Command(spec[0], spec[1], attr)
+                found[spec[0]] = _Command(spec[0], spec[1], attr, *spec[2:])
         cls.commands = found
 
     def __init__(self, ctx: ActorContext) -> None:
@@ -218,6 +215,7 @@ class Actor(pykka.ThreadingActor):
         if not ticket.claim():
             return  # the frontend gave up on it (deadline, shutdown): it must not run
         spec = self.commands.get(ticket.type)
+        in_order = False
         try:
             if spec is None:
                 raise UnknownType(f"{self.name} does not handle {ticket.type!r}")
@@ -226,13 +224,17 @@ class Actor(pykka.ThreadingActor):
             except ValidationError as exc:
                 raise invalid_request_from(exc, prefix="payload.") from exc
             self._ticket = ticket
+            in_order = spec.pipelined  # from here on, the answer may depend on pending state
             result = getattr(self, spec.method)(payload)
             if ticket in self._deferred:
                 return  # the command answers later, through answer()
         except TekError as err:
             self._deferred.discard(ticket)
             if not isinstance(err, Internal):
-                ticket.respond(ticket, False, err)
+                if in_order:
+                    self.reply_in_order(ticket, False, err)
+                else:
+                    ticket.respond(ticket, False, err)
                 return
             ticket.respond(ticket, False, err)
             raise
@@ -250,7 +252,15 @@ class Actor(pykka.ThreadingActor):
             raise
         finally:
             self._ticket = None
-        ticket.respond(ticket, True, result)
+        if in_order:
+            self.reply_in_order(ticket, True, result)
+        else:
+            ticket.respond(ticket, True, result)
+
+    def reply_in_order(self, ticket: Ticket, ok: bool, value: Any) -> None:
+        """Answer a pipelined command: here at once (a PersistentActor queues it behind the
+        persists still pending)."""
+        ticket.respond(ticket, ok, value)
 
     def defer(self) -> Ticket:
         """From a command: answer this request later with `answer()` (e.g. after other actors
@@ -362,156 +372,3 @@ class Actor(pykka.ThreadingActor):
         finally:
             if stop:
                 self._stop()
-
-
-class PersistentActor(Actor, Generic[S]):
-    """An actor whose state is a pydantic model rebuilt from snapshot + journal.
-
-    Subclasses set `state_model`, implement `apply(state, event) -> state` (pure: no I/O, no
-    clock, no mutation of its input) and change state only through `persist`.
-    """
-
-    state_model: ClassVar[type[BaseModel]]
-    snapshot_every: ClassVar[int] = 100
-
-    def __init__(self, ctx: ActorContext) -> None:
-        super().__init__(ctx)
-        self.state: S = self.initial_state()
-        self.seq = 0
-        self._since_snapshot = 0
-        self.snapshot_interval = int(ctx.options.get("snapshot_every", type(self).snapshot_every))
-
-    def initial_state(self) -> S:
-        return self.state_model()  # type: ignore[return-value]
-
-    @abc.abstractmethod
-    def apply(self, state: S, event: NewEvent) -> S:
-        """The new state after `event`: pure (no I/O, no clock, no mutation of `state`)."""
-
-    # -- persistence -------------------------------------------------------------------------
-
-    def persist(
-        self,
-        *events: NewEvent,
-        result: Callable[[S], Any] | None = None,
-        ticket: Ticket | None = None,
-        marks: dict[str, bool] | None = None,
-    ) -> Any:
-        """Journal `events`, then apply them; return `result(new_state)`.
-
-        Blocks this actor until the events are durable. The new state is computed first (apply
-        is pure) so that the reply can be recorded with the events in the same transaction when
-        the request carries an idempotency key. `marks` go in the same transaction (see
-        Journal.append). A journal failure raises JournalError: a crash,
-        since nobody can know whether the events were saved. A full or read-only disk raises
-        StorageUnavailable: nothing was written and `self.state` is unchanged, so a command that
-        changed nothing else before may let it propagate (it is answered, the actor runs on);
-        anywhere else it is a crash like any other. `ticket` names the request whose idem
-        record this is, for a deferred request (default: the command being handled).
-        """
-        new_state = self.state
-        for event in events:
-            new_state = self.apply(new_state, event)
-        value = result(new_state) if result is not None else None
-        idem = None
-        ticket = ticket or self._ticket
-        if ticket is not None and ticket.idem is not None and result is not None:
-            idem = IdemRecord(
-                ticket.idem,
-                ticket.type,
-                ticket.idem_digest or b"",
-                msgpack.packb(value, use_bin_type=True),
-                None,
-            )
-        if events or idem is not None:
-            future = self.ctx.journal.append(
-                self.name, events, idem=idem, incarnation=self.ctx.incarnation, marks=marks
-            )
-            try:
-                records = future.result(timeout=_PERSIST_TIMEOUT_S)
-            except TimeoutError as exc:
-                raise JournalError("journal did not confirm the write in time") from exc
-            if records:
-                self.seq = records[-1].seq
-        self.state = new_state
-        self._since_snapshot += len(events)
-        if self._since_snapshot >= self.snapshot_interval:
-            self.snapshot()
-        return value
-
-    def report(self, *events: NewEvent) -> bool:
-        """`persist` for events that only report, or that a later start records again: a disk
-        that refuses them (full, read-only) is logged, not raised. False if they were not."""
-        try:
-            self.persist(*events)
-        except StorageUnavailable as refused:
-            self.log.warning("{} not journaled: {}", ", ".join(e.type for e in events), refused)
-            return False
-        return True
-
-    def snapshot(self, *, wait: bool = False) -> None:
-        """Save the state as of `self.seq` (the journal keeps the newest two)."""
-        blob = msgpack.packb(
-            {"seq": self.seq, "state": self.state.model_dump(mode="json")}, use_bin_type=True
-        )
-        future = self.ctx.journal.save_snapshot(self.name, self.seq, blob)
-        self._since_snapshot = 0
-        if wait:
-            future.result(timeout=_PERSIST_TIMEOUT_S)
-
-    def rehydrate(self) -> None:
-        """Newest loadable snapshot, then every later event of this actor, in order."""
-        journal = self.ctx.journal
-        for seq, blob in journal.load_snapshots(self.name):
-            try:
-                saved = msgpack.unpackb(blob, raw=False)
-                self.state = self.state_model.model_validate(saved["state"])  # type: ignore[assignment]
-                self.seq = seq
-                break
-            except Exception as exc:
-                self.log.warning(
-                    "snapshot {} of {} does not load ({!r}); trying an older one",
-                    seq,
-                    self.name,
-                    exc,
-                )
-        else:
-            self.state, self.seq = self.initial_state(), 0
-        replayed = 0
-        while True:
-            batch = journal.read_since(self.seq, actor=self.name, limit=1000)
-            if not batch:
-                break
-            for record in batch:
-                self.state = self.apply(self.state, NewEvent(record.type, record.data))
-                self.seq = record.seq
-            replayed += len(batch)
-        self._since_snapshot = replayed
-        self.log.debug(
-            "{} rehydrated at seq {} ({} events replayed)", self.name, self.seq, replayed
-        )
-
-    def on_begin(self) -> None:
-        self.rehydrate()
-
-    def on_end(self) -> None:
-        if self._since_snapshot:
-            try:
-                self.snapshot(wait=True)
-            except StorageUnavailable as refused:  # the journal has every event: replayed
-                self.log.warning("{} stops without a snapshot: {}", self.name, refused)
-
-    def on_message(self, message: Any) -> Any:
-        if isinstance(message, SnapshotNow):
-            self.snapshot(wait=True)
-            return self.seq
-        if isinstance(message, SyncStateQuery):
-            return self.seq, self.public_state()
-        return super().on_message(message)
-
-    def public_state(self) -> dict[str, Any]:
-        """The state as clients may see it (for `sync.snapshot`); redact secrets here."""
-        return self.state.model_dump(mode="json")
-
-    def status(self) -> dict[str, Any]:
-        return {"seq": self.seq}

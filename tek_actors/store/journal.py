@@ -12,7 +12,12 @@ later batch is a real attempt, so writes are taken again as soon as there is roo
 failed write (an fsync, an I/O error) is fatal: the writer cannot know what reached the disk, so
 it fails that batch and every later append with `JournalError`, reports through `on_failure`,
 and stops. Nothing is retried. A prune gives the pages it emptied back to the disk (see
-`files.make_incremental`).
+`files.make_incremental`). What each kind of write does inside the transaction is in
+`_writes.py`.
+
+An append may name the append it comes `after` (an actor that pipelines its persists): if that
+one failed, this one fails with the same error and is not written, so a refused batch never
+leaves a later change of the same actor on disk without the change it was built on.
 
 Readers (replay for clients, rehydration of actors, idempotency look-ups) use a small pool of
 read-only connections and never block the writer (WAL).
@@ -20,7 +25,6 @@ read-only connections and never block the writer (WAL).
 
 from __future__ import annotations
 
-import abc
 import contextlib
 import os
 import queue
@@ -29,15 +33,25 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 from loguru import logger
 
 from tek_actors.errors import JournalError, StorageUnavailable, TekError
 from tek_actors.store import files
+from tek_actors.store._writes import (
+    _SCHEMA,
+    EventRecord,
+    IdemRecord,
+    NewEvent,
+    _Append,
+    _Fence,
+    _Op,
+    _Prune,
+    _Snapshot,
+    _unpack,
+)
 
 __all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent", "StaleWriter"]
 
@@ -48,203 +62,18 @@ class StaleWriter(JournalError):
     Not a disk failure: the journal goes on; only that write is refused."""
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq   INTEGER PRIMARY KEY,
-    ts    REAL    NOT NULL,
-    boot  TEXT    NOT NULL,
-    actor TEXT    NOT NULL,
-    type  TEXT    NOT NULL,
-    data  BLOB    NOT NULL,
-    idem  TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_actor ON events (actor, seq);
-CREATE TABLE IF NOT EXISTS snapshots (
-    actor TEXT    NOT NULL,
-    seq   INTEGER NOT NULL,
-    ts    REAL    NOT NULL,
-    state BLOB    NOT NULL,
-    PRIMARY KEY (actor, seq)
-);
-CREATE TABLE IF NOT EXISTS idem (
-    key    TEXT PRIMARY KEY,
-    type   TEXT    NOT NULL,
-    digest BLOB    NOT NULL,
-    reply  BLOB    NOT NULL,
-    seq    INTEGER,
-    ts     REAL    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS idem_by_ts ON idem (ts);
-CREATE TABLE IF NOT EXISTS marks (key TEXT PRIMARY KEY, actor TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('head_seq', 0);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('format', 1);
-"""
-
-_SNAPSHOTS_KEPT = 2
 _READ_POOL = 4
 _UNDONE = "this change was not written, so nothing changed"
 _THEN = "then send it again: the journal takes changes as soon as it can (no restart needed)"
 
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event an actor wants journaled: `type` is the wire name (`domain.name`)."""
-
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class EventRecord:
-    """A durable event as stored: its seq is final and never reused."""
-
-    seq: int
-    ts: float
-    boot: str
-    actor: str
-    type: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class IdemRecord:
-    """The first reply to a request that carried an idempotency key."""
-
-    key: str
-    type: str
-    digest: bytes
-    reply: bytes
-    seq: int | None
-
-
-class _Op(abc.ABC):
-    """A unit of work for the writer; `future` resolves once its transaction is durable."""
-
-    __slots__ = ("future",)
-
-    def __init__(self) -> None:
-        self.future: Future[Any] = Future()
-
-    @abc.abstractmethod
-    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> Any:
-        """Do this op's part of the batch's transaction; the result resolves its future."""
-
-
-class _Append(_Op):
-    __slots__ = ("actor", "events", "idem", "incarnation", "marks", "records")
-
-    def __init__(
-        self,
-        actor: str,
-        events: Sequence[NewEvent],
-        idem: IdemRecord | None,
-        incarnation: int | None,
-        marks: dict[str, bool] | None = None,
-    ) -> None:
-        super().__init__()
-        self.actor = actor
-        self.events = events
-        self.idem = idem
-        self.incarnation = incarnation
-        self.marks = marks or {}
-        self.records: list[EventRecord] = []
-
-    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
-        boot, idem = journal.boot_id, self.idem
-        rows = []
-        for event in self.events:
-            journal._next_seq += 1
-            record = EventRecord(journal._next_seq, ts, boot, self.actor, event.type, event.data)
-            self.records.append(record)
-            data = _pack(event.data)
-            rows.append((record.seq, ts, boot, self.actor, event.type, data, idem and idem.key))
-        cur.executemany(
-            "INSERT INTO events (seq, ts, boot, actor, type, data, idem) VALUES (?,?,?,?,?,?,?)",
-            rows,
-        )
-        for key, on in self.marks.items():
-            if on:
-                cur.execute(
-                    "INSERT OR REPLACE INTO marks (key, actor) VALUES (?, ?)", (key, self.actor)
-                )
-            else:
-                cur.execute("DELETE FROM marks WHERE key = ?", (key,))
-        if idem is not None:
-            last = self.records[-1].seq if self.records else None
-            cur.execute(
-                "INSERT INTO idem (key, type, digest, reply, seq, ts) VALUES (?,?,?,?,?,?)",
-                (idem.key, idem.type, idem.digest, idem.reply, last, ts),
-            )
-        return self.records
-
-
-class _Fence(_Op):
-    """From now on, only `incarnation` (or newer) of `actor` may append."""
-
-    __slots__ = ("actor", "incarnation")
-
-    def __init__(self, actor: str, incarnation: int) -> None:
-        super().__init__()
-        self.actor, self.incarnation = actor, incarnation
-
-    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
-        """Nothing to write: a fence is applied by `_drop_stale`, before the batch is."""
-
-
-class _Snapshot(_Op):
-    __slots__ = ("actor", "seq", "state")
-
-    def __init__(self, actor: str, seq: int, state: bytes) -> None:
-        super().__init__()
-        self.actor, self.seq, self.state = actor, seq, state
-
-    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> None:
-        cur.execute(
-            "INSERT OR REPLACE INTO snapshots (actor, seq, ts, state) VALUES (?,?,?,?)",
-            (self.actor, self.seq, ts, self.state),
-        )
-        cur.execute(
-            "DELETE FROM snapshots WHERE actor = ? AND seq NOT IN "
-            "(SELECT seq FROM snapshots WHERE actor = ? ORDER BY seq DESC LIMIT ?)",
-            (self.actor, self.actor, _SNAPSHOTS_KEPT),
-        )
-
-
-class _Prune(_Op):
-    __slots__ = ("idem_before", "keep_events", "stateless")
-
-    def __init__(self, keep_events: int, idem_before: float, stateless: frozenset[str]) -> None:
-        super().__init__()
-        self.keep_events, self.idem_before, self.stateless = keep_events, idem_before, stateless
-
-    def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> int:
-        # Never drop an event that some actor still needs to rehydrate: only events at or
-        # below every actor's newest snapshot may go.
-        bound = journal._next_seq - self.keep_events
-        covered = cur.execute(
-            "SELECT e.actor, COALESCE(MAX(s.seq), 0) FROM (SELECT DISTINCT actor FROM events) e "
-            "LEFT JOIN snapshots s ON s.actor = e.actor GROUP BY e.actor"
-        ).fetchall()
-        needed = [seq for actor, seq in covered if actor not in self.stateless]
-        if needed:
-            bound = min(bound, *needed)
-        deleted = cur.execute("DELETE FROM events WHERE seq <= ?", (bound,)).rowcount
-        cur.execute("DELETE FROM idem WHERE ts < ?", (self.idem_before,))
-        if journal.incremental:
-            files.give_back_free_pages(cur)
-        return int(deleted)
-
-
 _STOP = object()
 
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def _unpack(blob: bytes) -> Any:
-    return msgpack.unpackb(blob, raw=False)
+def _failed(future: Future[Any] | None) -> BaseException | None:
+    """What the done `future` failed with; None if it is not done, succeeded, or is None."""
+    if future is None or not future.done():
+        return None
+    return future.exception()
 
 
 class Journal:
@@ -363,16 +192,22 @@ class Journal:
         idem: IdemRecord | None = None,
         incarnation: int | None = None,
         marks: dict[str, bool] | None = None,
+        keep: dict[str, Any] | None = None,
+        after: Future[Any] | None = None,
     ) -> Future[list[EventRecord]]:
         """Queue events (and the idempotency record of the request that caused them).
 
         `marks` sets (True) or clears (False) named marks in the same transaction: durable flags
         such as "this session has unanswered messages", found again with `marks(prefix)`
-        without reading the events. Does not block. The future resolves with the stored
+        without reading the events. `keep` stores msgpack-able values under `actor`'s keys in
+        the same transaction (replacing what was kept under the key; never pruned), read back
+        with `kept` and `kept_under`: records an actor no longer holds in its state. `after`:
+        the future of an earlier append of the same actor; if it failed, this append fails
+        with its error and writes nothing. Does not block. The future resolves with the stored
         records once they are durable, or fails with JournalError (StaleWriter if
-        `incarnation` was fenced off).
+        `incarnation` was fenced off) or StorageUnavailable.
         """
-        return self._submit(_Append(actor, events, idem, incarnation, marks))
+        return self._submit(_Append(actor, events, idem, incarnation, marks, keep, after))
 
     def fence(self, actor: str, incarnation: int, *, timeout: float = 30.0) -> None:
         """Refuse, from now on, appends by older incarnations of `actor`.
@@ -472,12 +307,17 @@ class Journal:
         return True
 
     def _drop_stale(self, batch: list[_Op]) -> list[_Op]:
-        """Apply the fences and fail the appends of fenced-off incarnations; keep the rest in
-        order (appends before a fence in the same batch are still written)."""
+        """Apply the fences and fail the appends of fenced-off incarnations and those whose
+        `after` failed; keep the rest in order (appends before a fence in the same batch are
+        still written). An `after` in the same batch is not done yet: it shares this
+        transaction, so both are written or neither."""
         kept: list[_Op] = []
         for op in batch:
             if isinstance(op, _Fence):
                 self._fences[op.actor] = op.incarnation
+            elif isinstance(op, _Append) and _failed(op.after) is not None:
+                op.future.set_exception(_failed(op.after))
+                continue
             elif (
                 isinstance(op, _Append)
                 and op.incarnation is not None
@@ -573,6 +413,23 @@ class Journal:
                 (prefix, prefix + "\uffff"),
             ).fetchall()
         return [str(r[0]) for r in rows]
+
+    def kept(self, actor: str, key: str) -> Any:
+        """The value `actor` kept under `key` (see `append(keep=...)`), or None."""
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT value FROM kept WHERE actor = ? AND key = ?", (actor, key)
+            ).fetchone()
+        return None if row is None else _unpack(row[0])
+
+    def kept_under(self, actor: str, prefix: str) -> list[Any]:
+        """The values `actor` kept under keys that start with `prefix`, in key order."""
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT value FROM kept WHERE actor = ? AND key >= ? AND key < ? ORDER BY key",
+                (actor, prefix, prefix + "\uffff"),
+            ).fetchall()
+        return [_unpack(r[0]) for r in rows]
 
     def first_seq(self) -> int:
         """The oldest seq still kept; head_seq + 1 when no event is kept."""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from tek_actors.errors import NotFound
+from tek_actors.errors import Conflict, NotFound
 from tek_actors.runtime import (
     ActorContext,
     Backoff,
@@ -137,10 +137,48 @@ class WaiterActor(PersistentActor[CounterState]):
         return super().on_message(message)
 
 
+class TakePayload(WireModel):
+    n: int
+    pad: int = 0  # bytes of padding in the event (to fill a disk)
+
+
+class LedgerActor(PersistentActor[CounterState]):
+    """Pipelined commands: `take` is refused (conflict) when the balance, pending gives
+    included, does not cover it."""
+
+    domain = "ledger"
+    state_model = CounterState
+
+    def apply(self, state: CounterState, event: NewEvent) -> CounterState:
+        sign = 1 if event.type == "ledger.given" else -1
+        return CounterState(total=state.total + sign * event.data["n"])
+
+    @command("ledger.give", TakePayload, pipelined=True)
+    def give(self, payload: TakePayload) -> Any:
+        event = NewEvent("ledger.given", {"n": payload.n, "pad": "x" * payload.pad})
+        return self.persist_async(event, result=lambda s: {"total": s.total})
+
+    @command("ledger.take", TakePayload, pipelined=True)
+    def take(self, payload: TakePayload) -> Any:
+        if self.latest.total < payload.n:
+            raise Conflict("not enough", details={"total": self.latest.total})
+        event = NewEvent("ledger.taken", {"n": payload.n, "pad": "x" * payload.pad})
+        return self.persist_async(event, result=lambda s: {"total": s.total})
+
+    @command("ledger.peek", EmptyPayload, reads=True)
+    def peek(self, payload: EmptyPayload) -> dict[str, int]:
+        return {"total": self.state.total, "seq": self.seq}
+
+    @command("ledger.get", EmptyPayload)
+    def get(self, payload: EmptyPayload) -> dict[str, int]:
+        return {"total": self.state.total, "seq": self.seq}
+
+
 class Tree:
     """A supervisor with `counter` then `other`, answering tickets synchronously for tests."""
 
     def __init__(self, path: Path, strategy: Strategy, **limits: Any) -> None:
+        self.path = path
         self.clock = FakeClock()
         self.journal = Journal(path, boot_id="t").open()
         self.directory = Directory()
@@ -157,6 +195,7 @@ class Tree:
             ChildSpec("counter", CounterActor, **child),
             ChildSpec("other", OtherActor, **child),
             ChildSpec("waiter", WaiterActor, **child),
+            ChildSpec("ledger", LedgerActor, **child),
         ]
         self.handle: SupervisorHandle | None = None
         ref = Supervisor.start(
@@ -215,6 +254,16 @@ class Tree:
         assert done.wait(5), "no answer"
         return answer[0]
 
+    def send(self, name: str, requests: list[tuple[str, dict[str, Any]]]) -> Answers:
+        """Tell `name` every request at once (none waits for another); their answers, in the
+        order they come."""
+        answers = Answers()
+        ref = self.directory.lookup(name)
+        assert ref is not None, f"{name} is not running"
+        for i, (type_name, payload) in enumerate(requests):
+            ref.tell(Ticket(type_name, payload, answers.respond_as(i)))
+        return answers
+
     def crash(self, name: str, how: str = "fault") -> None:
         """Crash `name` and return once the supervisor has handled the crash."""
         ref = self.directory.lookup(name)
@@ -237,6 +286,27 @@ class Tree:
         self.handle.stop_all(timeout=10)
         self.handle.stop(timeout=10)
         self.journal.close()
+
+
+class Answers:
+    """Answers to requests sent at once: (index, ok, value) in the order they came."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, bool, Any]] = []
+        self._cond = threading.Condition()
+
+    def respond_as(self, index: int) -> Any:
+        def respond(ticket: Ticket, ok: bool, value: Any) -> None:
+            with self._cond:
+                self.got.append((index, ok, value))
+                self._cond.notify_all()
+
+        return respond
+
+    def wait(self, count: int, *, timeout: float = 20.0) -> list[tuple[int, bool, Any]]:
+        with self._cond:
+            assert self._cond.wait_for(lambda: len(self.got) >= count, timeout), self.got
+            return list(self.got)
 
 
 @pytest.fixture

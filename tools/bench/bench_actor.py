@@ -3,20 +3,21 @@ ceiling, alone, against the tool calls the whole gateway can drive.
 
 Every tool call of every session goes through the one ApprovalActor, four durable commands
 each (`approvals.request`, `approvals.begin`, `approvals.attach`, `approvals.finish`; a call a
-person decides adds `approvals.decide`), and each command's `persist` holds that actor's thread
-until its event is committed. If the actor's ceiling is not far above the load, its commands
-need to pipeline their persists (issue 14, goal 5). A real gateway (`tek gateway run`, fresh
-TEK_HOME, `shell` approved by policy, test hooks on for the probe actor) and the bare
-pyzmq+msgpack echo (the floor, same run). A raw client (pyzmq DEALER + msgpack, nothing from
-tek_actors) keeps WINDOW requests in flight, each chain of commands for one call in order:
+person decides adds `approvals.decide`). These commands pipeline their persists
+(`persist_async`, issue 14 goal 5: the actor goes on while the journal commits; answers in
+order once durable); `probe.append` does not, and shows one actor's blocking `persist`.
+A real gateway (`tek gateway run`, fresh TEK_HOME, `shell` approved by policy, test hooks
+on for the probe actor) and the bare pyzmq+msgpack echo (the floor, same run). A raw client
+(pyzmq DEALER + msgpack, nothing from tek_actors) keeps WINDOW requests in flight, each
+chain of commands for one call in order:
 
     floor       the echo, pipelined: messages/s
     probe       `probe.append`, one actor's durable commands/s (nothing else in them)
     auto        `approvals.request` decided by the policy (one event each): decisions/s
     ask         `approvals.request` left pending, then `approvals.decide`: decisions/s
     lifecycle   request (auto) -> begin -> attach -> finish: tool calls/s and commands/s
-    grown       lifecycle again once the actor holds 10,000 approvals (it keeps them all, and
-                snapshots them all every 100 events)
+    grown       lifecycle again once the actor holds 10,000 approvals that never ran (approved
+                by the policy, never begun: open, so the bound on finished ones keeps them)
     load        the whole gateway: 8 sessions each running turns with one `shell ["true"]`
                 call, the next sent when the last is answered: tool calls/s
 
