@@ -1,4 +1,4 @@
-"""`tek gateway run|start|stop|restart|status`."""
+"""`tek gateway run|start|stop|restart|status|logs|install|uninstall`."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 import psutil
 
+from tek_actors.cli import _systemd
 from tek_actors.cli._liveness import stale_gateway
 from tek_actors.cli._output import Output, fail, gateway_client
 from tek_actors.cli._render import visible
-from tek_actors.errors import TekError
+from tek_actors.errors import Conflict, NotFound, TekError
 from tek_actors.home import TekHome
 
 __all__ = ["gateway"]
@@ -186,3 +188,183 @@ def status(out: Output) -> None:
         out.emit(result)
         return
     out.status_table(result)
+
+
+# -- the log -----------------------------------------------------------------------------------
+
+_FOLLOW_POLL_S = 0.2  # how often -f looks for more (tail -f looks every second)
+
+
+def _last_lines(path: Path, count: int) -> tuple[list[bytes], int]:
+    """The last `count` complete or partial lines of `path`, and the size read up to."""
+    with open(path, "rb") as log:
+        end = log.seek(0, os.SEEK_END)
+        if count == 0:
+            return [], end
+        block, data = 64 << 10, b""
+        position = end
+        while position > 0 and data.count(b"\n") <= count:
+            step = min(block, position)
+            position -= step
+            log.seek(position)
+            data = log.read(step) + data
+    lines = data.splitlines()
+    return lines[-count:], end
+
+
+def _show(out: Output, raw: bytes) -> None:
+    text = raw.decode(errors="replace")
+    if out.json:
+        out.emit({"line": text})
+    else:  # the log quotes what clients, models and tools sent: data, never control
+        click.echo(visible(text, lines=True))
+
+
+def _follow(out: Output, path: Path, offset: int) -> None:
+    """Print what `path` gains after `offset`, line by line, until interrupted. A rotation
+    (the file renamed away and a new one made, as loguru rotates) is followed: the rest of the
+    old file first, then the new one from its start; a file cut shorter is read from its start."""
+    log = open(path, "rb") if path.exists() else None  # noqa: SIM115 (reopened on rotation)
+    if log is not None:
+        log.seek(offset)
+    pending = b""
+    try:
+        while True:
+            chunk = log.read(1 << 20) if log is not None else b""
+            if chunk:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    _show(out, line)
+                continue
+            try:
+                now = os.stat(path)
+            except FileNotFoundError:
+                now = None  # between the rename and the new file
+            if now is not None and (log is None or now.st_ino != os.fstat(log.fileno()).st_ino):
+                if pending:
+                    _show(out, pending)
+                    pending = b""
+                if log is not None:
+                    log.close()
+                log = open(path, "rb")  # noqa: SIM115
+                continue
+            if now is not None and log is not None and now.st_size < log.tell():
+                log.seek(0)  # truncated in place
+                pending = b""
+                continue
+            time.sleep(_FOLLOW_POLL_S)
+    except KeyboardInterrupt:
+        if pending:
+            _show(out, pending)
+    finally:
+        if log is not None:
+            log.close()
+
+
+@gateway.command()
+@click.option(
+    "-n",
+    "--lines",
+    "count",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="Show the last N lines.",
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C ends it).")
+@click.pass_obj
+def logs(out: Output, count: int, follow: bool) -> None:
+    """Print the gateway's log file (<state>/gateway.log); -f follows it, across rotations.
+
+    The gateway writes it when started with `tek gateway start`, by the systemd unit, or with
+    `tek gateway run --log-file`."""
+    path = out.home.log_path
+    if not path.exists() and not follow:
+        fail(
+            out,
+            NotFound(
+                f"there is no log at {path} yet: the gateway writes it when started with "
+                "`tek gateway start` (or `tek gateway run --log-file`)",
+                details={"path": str(path)},
+            ),
+        )
+    offset = 0
+    if path.exists():
+        lines, offset = _last_lines(path, count)
+        for line in lines:
+            _show(out, line)
+    if follow:
+        if not path.exists() and not out.json:
+            click.echo(f"waiting for {visible(str(path))} …", err=True)
+        _follow(out, path, offset)
+
+
+# -- the systemd user unit ---------------------------------------------------------------------
+
+
+def _reload(warnings: list[str]) -> None:
+    why = _systemd.systemctl("daemon-reload")
+    if why is not None:
+        warnings.append(f"{why}; run `systemctl --user daemon-reload` by hand")
+
+
+def _warn(out: Output, warnings: list[str]) -> None:
+    if not out.json:
+        for warning in warnings:
+            click.echo(f"{click.style('warn', fg='yellow')}  {visible(warning)}", err=True)
+
+
+def _not_ours(path: Path) -> TekError:
+    return Conflict(
+        f"{path} was not written by `tek gateway install`; --force replaces or removes it",
+        details={"path": str(path)},
+    )
+
+
+@gateway.command()
+@click.option("--force", is_flag=True, help="Replace a unit file that tek did not write.")
+@click.pass_obj
+def install(out: Output, force: bool) -> None:
+    """Write the systemd user unit (tek-gateway.service) that runs this tek's gateway."""
+    path = _systemd.unit_path()
+    args = _systemd.exec_start(out.home)
+    text = _systemd.unit_text(_systemd.quote(args))
+    if path.exists() and not force and _systemd.MARKER not in path.read_text(errors="replace"):
+        fail(out, _not_ours(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)  # a unit is read whole by systemd: never half-written
+    warnings: list[str] = []
+    _reload(warnings)
+    _warn(out, warnings)
+    out.done(
+        {"installed": True, "path": str(path), "exec_start": args, "warnings": warnings},
+        f"wrote {path}\n  ExecStart={_systemd.quote(args)}\n"
+        "start it now and at every login: systemctl --user enable --now tek-gateway",
+    )
+
+
+@gateway.command()
+@click.option("--force", is_flag=True, help="Remove a unit file that tek did not write.")
+@click.pass_obj
+def uninstall(out: Output, force: bool) -> None:
+    """Remove the systemd user unit (disabled first; a gateway it runs keeps running)."""
+    path = _systemd.unit_path()
+    if not path.exists():
+        out.done({"removed": False, "path": str(path)}, f"no unit at {path}: nothing to remove")
+        return
+    if not force and _systemd.MARKER not in path.read_text(errors="replace"):
+        fail(out, _not_ours(path))
+    warnings: list[str] = []
+    why = _systemd.systemctl("disable", _systemd.UNIT_NAME)
+    if why is not None:
+        warnings.append(f"{why}; run `systemctl --user disable {_systemd.UNIT_NAME}` by hand")
+    path.unlink(missing_ok=True)
+    _reload(warnings)
+    _warn(out, warnings)
+    out.done(
+        {"removed": True, "path": str(path), "warnings": warnings},
+        f"removed {path} (a gateway it started runs on: `tek gateway stop`)",
+    )

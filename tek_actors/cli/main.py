@@ -31,15 +31,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tek_actors.cli.chat_cmds",
         "Talk with a model; its tools work in the current folder.",
     ),
+    "completion": (
+        "tek_actors.cli.completion_cmd",
+        "Print the shell completion script for bash, zsh or fish.",
+    ),
     "config": (
         "tek_actors.cli.config_cmds",
         "Read and change the configuration (config.json), validated and applied live.",
+    ),
+    "doctor": (
+        "tek_actors.cli.doctor_cmd",
+        "Check the home, the config, the providers and the systemd unit; say what to fix.",
     ),
     "events": (
         "tek_actors.cli.events_cmd",
         "Print the gateway's events (durable ones in seq order, across gateway restarts).",
     ),
     "gateway": ("tek_actors.cli.gateway_cmds", "Run and manage the gateway process."),
+    "mcp": (
+        "tek_actors.cli.mcp_cmds",
+        "MCP tool servers: their state and tools; add, remove, restart.",
+    ),
     "ping": (
         "tek_actors.cli.ping_cmd",
         "Check that the gateway answers; print its boot id and head seq.",
@@ -53,6 +65,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Model providers: what is configured, their health, a live test.",
     ),
     "sessions": ("tek_actors.cli.chat_cmds", "Stored conversations."),
+    "status": (
+        "tek_actors.cli.status_cmd",
+        "Everything about the gateway on one screen: actors, config, providers, sessions, log.",
+    ),
     "setup": (
         "tek_actors.cli.setup_cmd",
         "Set up tek step by step; an interrupted setup resumes where it stopped.",

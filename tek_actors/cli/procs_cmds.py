@@ -1,4 +1,4 @@
-"""`tek procs run|list|logs|kill`."""
+"""`tek procs run|list|logs|kill|rm`."""
 
 from __future__ import annotations
 
@@ -157,3 +157,22 @@ def kill(out: Output, proc_id: str, sig: str, grace_ms: int) -> None:
     with gateway_client(out) as client:
         result = client.call("procs.kill", {"id": proc_id, "signal": sig, "grace_ms": grace_ms})
     out.done(result, f"sent {sig} to {visible(proc_id)} (pid {result['pid']} and its group)")
+
+
+@procs.command()
+@click.argument("proc_ids", metavar="ID...", nargs=-1, required=True)
+@click.pass_obj
+def rm(out: Output, proc_ids: tuple[str, ...]) -> None:
+    """Forget finished processes: their records, kept lines and log files (not a running one).
+
+    Each ID is removed in turn (under an idem key of its own, as every change the client
+    sends); the first that fails (`not_found`, `conflict` for a running one) stops here with
+    its error, and the ones before it stay removed."""
+    removed = []
+    with gateway_client(out) as client:
+        for proc_id in proc_ids:
+            removed.append(client.call("procs.remove", {"id": proc_id}))
+            if not out.json:
+                click.echo(f"removed {visible(proc_id)}")
+    if out.json:
+        out.emit({"removed": removed})

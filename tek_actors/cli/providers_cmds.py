@@ -1,4 +1,4 @@
-"""`tek providers list|status|test NAME`."""
+"""`tek providers list|status|test NAME|reset NAME`."""
 
 from __future__ import annotations
 
@@ -117,3 +117,16 @@ def test(out: Output, name: str, timeout: float) -> None:
             )
     if not result["ok"]:
         raise SystemExit(1)
+
+
+@providers.command()
+@click.argument("name")
+@click.option("--model", help="The breaker of this model of the provider (its model id).")
+@click.pass_obj
+def reset(out: Output, name: str, model: str | None) -> None:
+    """Close provider NAME's breaker by hand (or, with --model, one model's breaker)."""
+    with gateway_client(out) as client:
+        result = client.call("providers.reset", {"name": name, "model": model})
+    which = visible(name) + (f" model {visible(model)}" if model else "")
+    said = "closed" if result["changed"] else "was closed already"
+    out.done(result, f"{which}: breaker {said} (healthy)")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any, cast
@@ -49,6 +50,7 @@ from tek_actors.procs.state import (
     LogsPayload,
     ProcRecord,
     ProcsState,
+    RemovedProc,
     StartPayload,
 )
 from tek_actors.procs.watcher import Closed, Exited, Watcher, WatcherFailed
@@ -63,6 +65,9 @@ __all__ = ["TICK_S", "ProcessMonitorActor", "ProcsState"]
 TICK_S = 0.1  # how often output is tailed (and liveness checked, should a watch miss)
 KEEP_FINISHED = 200  # finished processes kept in the state (their logs stay on disk)
 KEEP_FINISHED_LINES = 20  # of those, the newest keep their lines in the state too
+# Removals remembered: their folders are deleted again at the next start, which comes before any
+# new request, so only the last few can be pending; the rest answer a late WatchProcess.
+KEEP_REMOVED = 64
 _SIGNALS = {"TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "INT": signal.SIGINT}
 _SIGNALS |= {"HUP": signal.SIGHUP, "QUIT": signal.SIGQUIT}
 
@@ -129,6 +134,17 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         record = procs.get(data.get("id", ""))
         if record is None:
             return state
+        if event.type == "proc.removed":
+            del procs[record.id]
+            gone = RemovedProc(
+                id=record.id,
+                dir=record.dir,
+                state=record.state,
+                exit_code=record.exit_code,
+                signal=record.signal,
+            )
+            removed = [*state.removed, gone][-KEEP_REMOVED:]
+            return state.model_copy(update={"procs": procs, "removed": removed})
         if event.type == "proc.output":
             lines = [*record.lines, *(Line.model_validate(x) for x in data["lines"])]
             keep = int(data.get("keep", 10_000))
@@ -168,6 +184,8 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.watcher.start()
         self.starts.open(self.watcher)  # the zygote's interpreter starts while we rehydrate
         self.starts.settle_earlier()
+        for gone in self.state.removed:
+            self._delete_folder(gone.dir)  # a crash may have come between journal and delete
         for record in list(self.state.procs.values()):
             if record.state == "running":
                 self.follow(record)  # first, so an exit during the check is still told
@@ -246,6 +264,31 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         if payload.signal != "KILL" and payload.grace_ms:
             self.after(payload.grace_ms / 1000, _Escalate(record.id))
         return {**record.public(), "signal_sent": payload.signal}
+
+    @command("procs.remove", IdPayload)
+    def remove(self, payload: IdPayload) -> dict[str, Any]:
+        """Forget a finished process: `proc.removed` is journaled (answered once durable; a
+        resend under the same idem key gets this answer again), which drops its record and the
+        lines kept with it; then its folder (spec, status, the stdout/stderr logs) is deleted.
+        Its `proc.output` events stay in the journal until retention prunes them (events are
+        never edited). A running process is a `conflict`: kill it first."""
+        record = self._record(payload.id)
+        if record.state == "running":
+            raise Conflict(
+                f"{record.id} is still running: kill it first (`tek procs kill {record.id}`)",
+                details={"id": record.id, "state": record.state},
+            )
+        result = {"id": record.id, "removed": True, "state": record.state}
+        self.persist(NewEvent("proc.removed", {"id": record.id}), result=lambda s: result)
+        self._delete_folder(record.dir)
+        return result
+
+    def _delete_folder(self, folder: str) -> None:
+        path = Path(folder)
+        if path.parent != self.procs_dir:  # only ever a process's own folder under procs/
+            self.log.warning("not deleting {}: it is not under {}", path, self.procs_dir)
+            return
+        shutil.rmtree(path, ignore_errors=True)  # gone already (a second try) is the aim
 
     def _record(self, proc_id: str) -> ProcRecord:
         record = self.state.procs.get(proc_id)
@@ -388,9 +431,11 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self._tail(record, final=True, then=NewEvent("proc.exited", end))
         self._ended(record.id)
 
-    @staticmethod
-    def _tell_end(ref: pykka.ActorRef[Any], proc_id: str, record: ProcRecord | None) -> None:
-        if record is None:
+    def _tell_end(self, ref: pykka.ActorRef[Any], proc_id: str, record: ProcRecord | None) -> None:
+        gone = next((r for r in self.state.removed if r.id == proc_id), None)
+        if record is None and gone is not None:  # removed: it ended as it ended
+            tell_quietly(ref, ProcEnded(proc_id, gone.state, gone.exit_code, gone.signal))
+        elif record is None:
             tell_quietly(ref, ProcEnded(proc_id, "unknown"))
         else:
             tell_quietly(ref, ProcEnded(proc_id, record.state, record.exit_code, record.signal))

@@ -17,6 +17,7 @@ __all__ = [
     "LogsPayload",
     "ProcRecord",
     "ProcsState",
+    "RemovedProc",
     "StartPayload",
 ]
 
@@ -60,9 +61,22 @@ class ProcRecord(BaseModel):
         return out
 
 
+class RemovedProc(BaseModel):
+    """What is kept of a process `procs.remove` forgot: how it ended (for a WatchProcess that
+    comes after, e.g. the approval actor's recovery), and its folder (deleted again at the
+    next start of the monitor, should a crash have come between the journal and the delete)."""
+
+    id: str
+    dir: str
+    state: str
+    exit_code: int | None = None
+    signal: int | None = None
+
+
 class ProcsState(BaseModel):
     procs: dict[str, ProcRecord] = {}
     intents: IntentLog = IntentLog()  # every start, journaled before the runner is launched
+    removed: list[RemovedProc] = []  # the newest KEEP_REMOVED removals, oldest first
 
 
 class StartPayload(WireModel):

@@ -36,7 +36,15 @@ from typing import Any
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import InvalidValue, NotFound, TekError, Unavailable
 from tek_actors.providers.adapters import ADAPTERS, Target
-from tek_actors.providers.breaker import Board, Breakers, Health, Key, Verdict, event_data
+from tek_actors.providers.breaker import (
+    Board,
+    Breakers,
+    Health,
+    Key,
+    ResetPayload,
+    Verdict,
+    event_data,
+)
 from tek_actors.providers.calls import (
     AttemptDone,
     Call,
@@ -204,6 +212,29 @@ class ProviderActor(ConfigDependent, PersistentActor[ProvidersState]):
         call = Call(call_id, [aliases[0]], request, f"call:{call_id}", ticket=self.defer())
         call.probe = True
         self._start(call)
+
+    @command("providers.reset", ResetPayload)
+    def reset(self, payload: ResetPayload) -> dict[str, Any]:
+        """Close a breaker by hand, journaled as `provider.health` like every breaker change
+        (nothing to journal if it is closed already), answered once durable: `{name, model,
+        changed}`. `not_found` for a provider, or a model of it, that it does not know."""
+        name, model = payload.name, payload.model
+        if name not in self.config.providers:
+            known = sorted(self.config.providers)
+            raise NotFound(f"there is no provider {name!r}", details={"name": name, "known": known})
+        models = sorted(self._describe(name)["models"])
+        if model is not None and model not in models:
+            raise NotFound(
+                f"provider {name!r} has no model {model!r}",
+                details={"name": name, "model": model, "known": models},
+            )
+        changes = self.board.reset(self.state, (name, model))
+        if changes:
+            self.log.info("{} {} is now healthy (reset by hand)", name, model or "(provider)")
+        return self.persist(  # type: ignore[no-any-return]
+            *(NewEvent("provider.health", event_data(k, h)) for k, h in changes),
+            result=lambda s: {"name": name, "model": model, "changed": bool(changes)},
+        )
 
     def public_state(self) -> dict[str, Any]:
         return {"providers": {name: self._describe(name) for name in self.config.providers}}

@@ -20,11 +20,12 @@ The open time is 60 s, doubling with each consecutive opening up to 15 min.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.providers.types import DISABLING, ProviderFailure
+from tek_actors.wire import WireModel
 
 __all__ = [
     "FAILURES_TO_OPEN",
@@ -32,6 +33,7 @@ __all__ = [
     "Breakers",
     "Health",
     "Key",
+    "ResetPayload",
     "Verdict",
     "after_failure",
     "breaker_state",
@@ -91,6 +93,14 @@ class Breakers(BaseModel):
         """After a `provider.health` event (`model` absent or None: the provider's breaker)."""
         key = (str(data["provider"]), data.get("model"))
         return self.with_health(key, Health.model_validate(_health_fields(data)))
+
+
+class ResetPayload(WireModel):
+    """`providers.reset`: the breaker to close by hand, a provider's own (`model` nil) or that
+    of one of its models."""
+
+    name: Annotated[StrictStr, Field(min_length=1, max_length=64)]
+    model: Annotated[StrictStr, Field(min_length=1, max_length=256)] | None = None
 
 
 def _health_fields(data: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +216,14 @@ class Board:
             if breakers.of(key).state != "healthy":
                 changes.append((key, Health()))
         return changes
+
+    def reset(self, breakers: Breakers, key: Key) -> list[tuple[Key, Health]]:
+        """Close breaker `key` by hand: its count of failures starts over and a trial in flight
+        no longer holds it (that trial's own outcome still counts when it comes). The change to
+        journal, none if it is closed already."""
+        self.failures.pop(key, None)
+        self.trials.discard(key)
+        return [] if breakers.of(key).state == "healthy" else [(key, Health())]
 
     def failed(
         self,

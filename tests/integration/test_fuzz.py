@@ -50,6 +50,7 @@ types = st.sampled_from(
         *(f"approvals.{v}" for v in ("request", "list", "get", "decide", "begin")),
         *(f"approvals.{v}" for v in ("attach", "finish")),
         *(f"sessions.{v}" for v in ("create", "list", "rename", "delete", "send", "get")),
+        *(f"mcp.{v}" for v in ("list", "restart", "call")),
     ]
 )
 envelopes = st.fixed_dictionaries(
@@ -86,6 +87,7 @@ envelopes = st.fixed_dictionaries(
                     "signal",
                     "text",
                     "title",
+                    "server",
                 ]
             ),
             values,

@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK (MCPServer), run as a real stdio server.
 
-    python server.py MARKS [--fail-start] [--die-after-start]
+    python server.py MARKS [--fail-start] [--http PORT]
 
 Every tool call appends a line to MARKS (`<tool> start|done|cancelled <args>`), which is how a
 test learns what ran, how often, and whether a cancellation reached the server.
@@ -78,9 +78,7 @@ def broken() -> str:
     raise ToolError("broken on purpose")
 
 
-if "--die-after-start" in sys.argv:
-    print("dying right after the start (--die-after-start)", file=sys.stderr, flush=True)
-    loop = asyncio.new_event_loop()
-    loop.call_later(0.3, os._exit, 5)
-
-app.run("stdio")
+if "--http" in sys.argv:  # Streamable HTTP on loopback instead of stdio
+    app.run("streamable-http", host="127.0.0.1", port=int(sys.argv[sys.argv.index("--http") + 1]))
+else:
+    app.run("stdio")

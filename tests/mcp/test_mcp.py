@@ -5,6 +5,9 @@ die, cannot start, change their tools, or take too long."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from tek_actors.errors import Conflict, InvalidRequest, InvalidValue, NotFound
 from tek_actors.testing.fake_providers import FakeProvider
 from tests.conftest import Start
 from tests.mcp.conftest import (
+    SERVER,
     final_answer,
     marks,
     send_tool_call,
@@ -248,3 +252,35 @@ def test_secrets_in_env_and_headers_are_redacted(gateway_with: Start, tmp_path: 
     assert got["env"] == {"GITHUB_TOKEN": "<redacted>", "MODE": "<redacted>"}
     whole = json.dumps(client.call("config.get", {"path": None}))
     assert "s3cret" not in whole
+
+
+def test_a_streamable_http_server_with_headers(gateway_with: Start, tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free port on loopback for the server to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, str(SERVER), str(tmp_path / "marks"), "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def listening() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        until(listening, "the HTTP server listening")
+        config = {"url": f"http://127.0.0.1:{port}/mcp", "headers": {"Authorization": "Bearer x"}}
+        _, client = gateway_with({"mcp": {"servers": {"h": config}}})
+        view = until_state(client, "running", "h")
+        assert view["transport"] == "http" and view["pid"] is None
+        result = client.call(
+            "mcp.call", {"server": "h", "tool": "echo", "arguments": {"text": "web"}, "key": "k"}
+        )
+        assert result == {"output": "echo: web", "is_error": False}
+        got = client.call("config.get", {"path": "mcp.servers.h.headers"})["value"]
+        assert got == {"Authorization": "<redacted>"}
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert marks(tmp_path / "marks") == ['echo done "web"']
