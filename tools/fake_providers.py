@@ -4,18 +4,31 @@ Prints the base URL on stdout. --script loads a JSON list of scripted responses 
 `tek_actors.testing.fake_providers.FakeProvider.script`), queued before serving; once they are
 used up, requests get the default echo reply.
 
-    /work/venv/bin/python tools/fake_providers.py --kind openai --port 8000
-    /work/venv/bin/python tools/fake_providers.py --kind anthropic --port 0 --script faults.json
+It serves with tek_actors' own test server, so it runs with the python that has tek_actors
+installed (the project's virtualenv), from the repository's root:
+
+    .venv/bin/python tools/fake_providers.py --kind openai --port 8000
+    .venv/bin/python tools/fake_providers.py --kind anthropic --port 0 --script faults.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from pathlib import Path
 
-from tek_actors.testing.fake_providers import KINDS, FakeProvider
+try:
+    from tek_actors.testing.fake_providers import KINDS, FakeProvider
+except ModuleNotFoundError as missing:  # another python than the one tek is installed in
+    if missing.name is None or missing.name.split(".")[0] != "tek_actors":
+        raise
+    sys.exit(
+        f"tools/fake_providers.py needs the tek_actors package, which {sys.executable} cannot "
+        "import: run it with the python of the virtualenv tek is installed in "
+        "(`.venv/bin/python tools/fake_providers.py ...`), or `pip install -e .` for this one"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,7 +95,7 @@ class ConfigAccess:
     def restore(self, name: str) -> dict[str, Any]:
         if self.client is not None:
             return dict(self.client.call("config.restore", {"name": name}))
-        loaded = self._writable()
+        loaded = self.loaded()  # also over a newer tek's file: `write` keeps it as a backup
         doc, _ = self.store.read_backup(name)
         return self._write(loaded, doc)
 
@@ -103,8 +103,8 @@ class ConfigAccess:
         loaded = self.loaded()
         if loaded.file_newer:
             raise Conflict(
-                "config.json is from a newer tek and is never overwritten; upgrade tek or "
-                "restore a backup with `tek config restore`",
+                "config.json is from a newer tek and is never overwritten: upgrade tek, or "
+                "restore a backup of this one (`tek config backups`, `tek config restore NAME`)",
                 details={"path": "config_version"},
             )
         return loaded

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +15,9 @@ from typing import Any
 import click
 
 from tek_actors.cli._config_access import ConfigAccess, describe_change
-from tek_actors.cli._output import Output, fail
+from tek_actors.cli._output import EXIT_ERROR, Output, fail
 from tek_actors.cli._render import visible
-from tek_actors.config.document import load
+from tek_actors.config.document import load, unknown_fields
 from tek_actors.config.model import Config
 from tek_actors.config.store import ConfigStore, encode
 from tek_actors.errors import InvalidValue, TekError
@@ -34,7 +36,7 @@ def _access(out: Output) -> Iterator[ConfigAccess]:
         with ConfigAccess(out.home, out.endpoint) as access:
             yield access
     except TekError as exc:
-        fail(out, exc)
+        _refuse(out, exc)
 
 
 def parse_value(text: str, *, as_string: bool) -> Any:
@@ -65,7 +67,26 @@ def get(out: Output, path: str | None) -> None:
     click.echo(visible(value) if isinstance(value, str) else json.dumps(value, indent=2))
 
 
-@config.command(name="set")
+# A JSON number with a minus: a value, never an option (`tek config set limits.x -5`).
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+class _ValueCommand(click.Command):
+    """A command whose negative numbers are values: the arguments go behind a `--` (click's
+    "no options after this"), the options before it. For commands whose options are flags."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" not in args and any(_NEGATIVE_NUMBER.fullmatch(a) for a in args):
+
+            def is_option(arg: str) -> bool:
+                return arg.startswith("-") and not _NEGATIVE_NUMBER.fullmatch(arg)
+
+            options = [a for a in args if is_option(a)]
+            args = [*options, "--", *(a for a in args if not is_option(a))]
+        return super().parse_args(ctx, args)
+
+
+@config.command(name="set", cls=_ValueCommand)
 @click.argument("path")
 @click.argument("value")
 @click.option("--string", "as_string", is_flag=True, help="Take VALUE as text, never as JSON.")
@@ -98,12 +119,17 @@ def validate(out: Output, file: Path | None) -> None:
         raw = store.read_raw(path)
         if raw is None:
             raise InvalidValue(f"{path} does not exist", details={"path": "", "expected": "a file"})
-        _, _, steps = load(raw)
+        doc, _, steps = load(raw)
     except TekError as exc:
-        _print_errors(out, exc)
-        fail(out, exc)
+        _refuse(out, exc, f" in {path}")
+    unknown = unknown_fields(doc)
+    if not out.json:  # kept, as a newer tek's fields must be, and ignored by this one
+        for field in unknown:
+            note = f"warning: {field['path']}: {field['message']}; kept, and ignored by this tek"
+            click.echo(visible(note), err=True)
     note = f" (will be migrated: {', '.join(steps)})" if steps else ""
-    out.done({"valid": True, "migrations": steps}, f"{path} is valid{note}")
+    result = {"valid": True, "migrations": steps, "unknown": [f["path"] for f in unknown]}
+    out.done(result, f"{path} is valid{note}")
 
 
 @config.command()
@@ -138,8 +164,7 @@ def edit(out: Output) -> None:
                 except json.JSONDecodeError as exc:
                     click.echo(f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}")
                 except InvalidValue as exc:
-                    click.echo(f"refused: {visible(exc.message)}", err=True)
-                    _print_errors(out, exc)
+                    _print_problems(exc, "refused")
                 else:
                     out.done(reply, describe_change(reply))
                     return
@@ -157,9 +182,9 @@ def backups(out: Output) -> None:
     if out.json:
         out.emit({"backups": listed})
         return
+    kinds = {"rejected": "  (a refused edit)", "newer": "  (from a newer tek)"}
     for backup in listed:
-        kind = "" if backup["valid"] else "  (refused edit)"
-        click.echo(f"{visible(backup['name'])}{kind}")
+        click.echo(f"{visible(backup['name'])}{kinds.get(backup['kind'], '')}")
 
 
 @config.command()
@@ -179,9 +204,23 @@ def schema(out: Output) -> None:
     out.emit(Config.model_json_schema())
 
 
-def _print_errors(out: Output, exc: TekError) -> None:
-    if out.json:
+def _refuse(out: Output, exc: TekError, where: str = "") -> None:
+    """Say why and exit 1: a refusal naming several paths says each, one per line (`--json`
+    has them all in `details.errors`)."""
+    if out.json or len((exc.details or {}).get("errors", [])) < 2:
+        fail(out, exc)
+    _print_problems(exc, f"{click.style('error', fg='red')}: {exc.code}", where)
+    sys.exit(EXIT_ERROR)
+
+
+def _print_problems(exc: TekError, lead: str, where: str = "") -> None:
+    errors = (exc.details or {}).get("errors", [])
+    if len(errors) < 2:
+        click.echo(f"{lead}: {visible(exc.message)}", err=True)
         return
-    for err in (exc.details or {}).get("errors", [])[1:]:
-        also = f"  also {err['path']}: {err['message']} (expected {err['expected']})"
-        click.echo(visible(also), err=True)
+    click.echo(f"{lead}: {len(errors)} problems{visible(where)}:", err=True)
+    for err in errors:
+        line = f"  {err['path'] or '(the file)'}: {err['message']}"
+        if str(err["expected"]) not in line:  # an unknown name's message lists the names
+            line += f" (expected {err['expected']})"
+        click.echo(visible(line), err=True)

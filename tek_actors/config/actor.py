@@ -322,15 +322,15 @@ class ConfigActor(PersistentActor[ConfigState]):
                 self._seen_stat = self.store.stat()
             self._warn_unknown(doc)
             return doc, config
-        if self.file_newer:
-            raise Conflict(
-                "config.json is from a newer tek and is never overwritten; upgrade tek or "
-                "restore a backup with `tek config restore`",
-                details={"path": "config_version"},
-            )
-        if op.kind == "restore":
+        if op.kind == "restore":  # also over a newer tek's file: it is kept as a backup
             doc, config = self.store.read_backup(op.payload.name)
             return doc, config
+        if self.file_newer:
+            raise Conflict(
+                "config.json is from a newer tek and is never overwritten: upgrade tek, or "
+                "restore a backup of this one (`tek config backups`, `tek config restore NAME`)",
+                details={"path": "config_version"},
+            )
         if op.kind == "replace" and op.payload.base_version not in (None, self.state.version):
             raise Conflict(
                 f"the configuration changed meanwhile (version {self.state.version}, you "
@@ -357,7 +357,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         if candidate is None:
             return
         doc, config = candidate
-        if digest(doc) == self.state.digest:
+        if digest(doc) == self.state.digest and self.problem is None:  # else: mend the file
             if op.kind == "edit":
                 return  # our own write, or a save without changes
             if self.state.applied >= self.state.version:
@@ -375,7 +375,7 @@ class ConfigActor(PersistentActor[ConfigState]):
             self.store.remember(doc)
         version = self.state.version + 1
         before, self.raw, self.config = self.raw, doc, config
-        self.source, self.problem = "file", None
+        self.source, self.problem, self.file_newer = "file", None, False
         event = self._changed_event(version, op.kind, before, doc, digest(doc))
         try:
             self.persist(event)

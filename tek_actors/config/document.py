@@ -12,18 +12,22 @@ back, so a file stays as small as the user made it and a newer tek can change a 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
+import ipaddress
 import json
 import re
 import types
 from collections.abc import Iterator
 from typing import Annotated, Any, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from tek_actors.config.migrations import migrate
-from tek_actors.config.model import CURRENT_VERSION, Config
+from tek_actors.config.model import CURRENT_VERSION, Config, GatewaySettings
 from tek_actors.errors import InvalidValue
+from tek_actors.home import _MAX_IPC_PATH  # the one bound of a socket path, where it is used
 
 __all__ = [
     "REDACTED",
@@ -37,6 +41,7 @@ __all__ = [
     "redact_path",
     "restart_required",
     "split_path",
+    "unknown_fields",
     "unknown_paths",
     "validate",
     "value_at",
@@ -97,7 +102,7 @@ def value_at(doc: Any, path: str) -> Any:
             where = ".".join(split_path(path)[:i]) or "the top level"
             known = sorted(node) if isinstance(node, dict) else []
             raise InvalidValue(
-                f"{path}: there is no {part!r} in {where}"
+                f"{path}: there is no {part!r} in {where}{_did_you_mean(part, known)}"
                 + (f" (there is: {', '.join(known)})" if known else ""),
                 details={"path": path, "expected": known or "an existing path"},
             )
@@ -119,6 +124,9 @@ def with_value(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
                     f"{path}: {prefix} is a value, not an object",
                     details={"path": prefix, "expected": "an object"},
                 )
+            fields = _fields_at(prefix)
+            if fields is not None and part not in fields:
+                raise _refusal([_unknown_field(prefix, fields)])
             if not _is_object_in_schema(prefix):
                 raise InvalidValue(
                     f"{path}: {prefix} does not exist; set the whole object at {prefix} first",
@@ -148,6 +156,9 @@ def without_value(raw: dict[str, Any], path: str) -> dict[str, Any]:
     for part in parts[:-1]:
         node = node.get(part) if isinstance(node, dict) else None
     if not isinstance(node, dict) or parts[-1] not in node:
+        fields = _fields_at(path)
+        if fields is not None and parts[-1] not in fields:
+            raise _refusal([_unknown_field(path, fields)])
         raise InvalidValue(
             f"{path} is not set in config.json (it has its default already)",
             details={"path": path, "expected": "a path that config.json sets"},
@@ -248,18 +259,36 @@ def unknown_paths(raw: Any, model: type[BaseModel] = Config, prefix: str = "") -
                 yield from unknown_paths(entry, inner, f"{path}.{i}.")
 
 
-def _known_fields(path: str) -> list[str]:
-    model: type[BaseModel] | None = Config
-    parts = path.split(".")[:-1]
-    skip = False
-    for part in parts:
-        if skip or model is None:
-            skip = False
-            continue
-        kind, inner = _field_kind(model, part)
-        model = inner
-        skip = kind in ("dict", "list")
-    return sorted(model.model_fields) if model is not None else []
+def _fields_at(path: str) -> list[str] | None:
+    """The field names the schema allows where the last segment of `path` stands; None where
+    any name goes (a key of `providers`, `approvals.tools`, ...) or the schema has nothing."""
+    parts = path.split(".")
+    model: type[BaseModel] = Config
+    i = 0
+    while i < len(parts) - 1:
+        kind, inner = _field_kind(model, parts[i])
+        if inner is None or kind == "value" or (kind != "model" and i + 1 == len(parts) - 1):
+            return None
+        model, i = inner, i + (1 if kind == "model" else 2)  # a map or list: skip its key
+    return sorted(model.model_fields)
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown_field(path: str, fields: list[str]) -> dict[str, Any]:
+    """The refusal of a name the schema does not have at its level: those it has, and the
+    closest one (a typo is the likeliest cause)."""
+    where, _, leaf = path.rpartition(".")
+    expected = f"one of {', '.join(fields)}"
+    return {
+        "path": path,
+        "message": f"is not a configuration field{_did_you_mean(leaf, fields)} "
+        f"(in {where or 'the top level'}: {expected})",
+        "expected": expected,
+    }
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -354,6 +383,7 @@ def _dangling_references(config: Config) -> Iterator[dict[str, Any]]:
             "expected": f"one of {sorted(models)}",
         }
     yield from _tool_references(config)
+    yield from _endpoint_problems(config.gateway)
 
 
 BUILTIN_TOOLS = ("read_file", "shell", "write_file")
@@ -386,23 +416,74 @@ def _tool_references(config: Config) -> Iterator[dict[str, Any]]:
             }
 
 
+def _endpoint_problems(gateway: GatewaySettings) -> Iterator[dict[str, Any]]:
+    """What would stop the next start from binding `gateway.endpoint`, or stop `tek` reaching
+    it: refused here, while the change can still be refused, rather than at that start.
+    (The same rules as transport's `server_auth`, which checks an `--endpoint` too.)"""
+    endpoint = gateway.endpoint
+    if endpoint is None:
+        return
+    scheme, _, rest = endpoint.partition("://")
+    problem, expected = "", ""
+    if scheme == "ipc":
+        expected = f"ipc:///an/absolute/path.sock of at most {_MAX_IPC_PATH} bytes"
+        if not rest.startswith("/"):
+            problem = "an ipc socket path must be absolute"
+        elif len(rest.encode()) > _MAX_IPC_PATH:
+            problem = f"the socket path is longer than a Unix socket allows ({_MAX_IPC_PATH})"
+    elif scheme == "tcp":
+        expected = "tcp://HOST:PORT, PORT 1..65535 or * (any free port)"
+        try:
+            parts = urlsplit(endpoint.replace(":*", ":0") if endpoint.endswith(":*") else endpoint)
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if not host or port is None:
+            problem = "a tcp endpoint is tcp://HOST:PORT"
+        elif not _is_loopback(host) and not gateway.allow_remote:
+            problem = (
+                f"{endpoint} accepts connections from other machines: set gateway.allow_remote "
+                "to true first to mean it (those connections then need CURVE keys)"
+            )
+            expected = "a loopback address (127.0.0.1), or gateway.allow_remote true"
+        elif not _is_loopback(host) and gateway.auth == "token":
+            problem = 'a token is sent in the clear: gateway.auth "token" is for loopback only'
+            expected = 'gateway.auth "curve" (or null) beyond loopback'
+    else:  # inproc reaches only the process that binds it: no `tek` could connect
+        problem = f"{endpoint} is not an endpoint that tek can reach"
+        expected = "ipc://PATH or tcp://HOST:PORT"
+    if problem:
+        yield {"path": "gateway.endpoint", "message": problem, "expected": expected}
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name or an interface: not provably loopback
+
+
+def unknown_fields(raw: Any) -> list[dict[str, Any]]:
+    """Each path of `raw` the schema does not define, as a refusal entry would name it (the
+    fields at its level, the closest one): what a hand edit may keep and this tek ignores."""
+    return [_unknown_field(path, _fields_at(path) or []) for path in unknown_paths(raw)]
+
+
 def check_change(old: dict[str, Any], new: dict[str, Any]) -> Config:
     """Validate `new` as a change of `old`: as `validate`, and a change may not bring in a
     field the schema does not know (a typo would otherwise be kept and ignored for ever)."""
     known = set(unknown_paths(old))
     added = [p for p in unknown_paths(new) if p not in known]
-    if added:
-        raise _refusal(
-            [
-                {
-                    "path": path,
-                    "message": "is not a configuration field",
-                    "expected": f"one of {_known_fields(path)}",
-                }
-                for path in added
-            ]
-        )
-    return validate(new)
+    unknown = [_unknown_field(path, _fields_at(path) or []) for path in added]
+    try:
+        config = validate(new)
+    except InvalidValue as exc:  # every problem at once, the unknown names first
+        raise _refusal(unknown + exc.details["errors"]) from exc
+    if unknown:
+        raise _refusal(unknown)
+    return config
 
 
 def propose(

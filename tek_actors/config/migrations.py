@@ -63,7 +63,8 @@ def file_version(doc: dict[str, Any]) -> int:
         raise NewerVersion(
             f"config_version: config.json is version {version}, written by a newer tek; this "
             f"gateway knows versions up to {CURRENT_VERSION}. It is left untouched: upgrade "
-            "tek, or restore an older backup with `tek config restore`.",
+            "tek, or restore a backup of this version (`tek config backups`, `tek config "
+            "restore NAME`; the newer file is kept as a backup).",
             details={
                 "path": "config_version",
                 "expected": f"an integer <= {CURRENT_VERSION}",

@@ -5,21 +5,29 @@ write), and only then is marked done in `<state>/setup.json`. So an interrupted 
 at the first step not done (a step cut short between its change and its checkpoint runs again,
 and setting the same values again changes nothing); `reset` starts over. Every step names the
 setup version that introduced it: after an upgrade, only the steps that are new run.
+
+The provider step asks where the key comes from: an environment variable (read by the
+*gateway*, from its own environment), typed here (kept in config.json, never shown again), or
+none (a local server: Ollama, vLLM, llama.cpp).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+from tek_actors.config.document import REDACTED
 from tek_actors.providers.catalog import DEFAULT_CONTEXT_WINDOW, catalog_entry
 from tek_actors.store import remove_quietly, write_atomic
 
-__all__ = ["STEPS", "Asker", "Checkpoints", "ConfigWriter", "Step"]
+__all__ = ["KEY_SOURCES", "STEPS", "Asker", "Checkpoints", "ConfigWriter", "Step"]
 
 
 class Asker(Protocol):
@@ -30,6 +38,9 @@ class Asker(Protocol):
     def text(self, question: str, default: str | None = None, *, secret: bool = False) -> str: ...
 
     def number(self, question: str, default: int) -> int: ...
+
+    def tell(self, text: str) -> None:
+        """A note for the person (nothing to answer)."""
 
 
 class ConfigWriter(Protocol):
@@ -64,11 +75,7 @@ def _provider(ask: Asker, config: ConfigWriter) -> str:
     base_url, env, model = _PROVIDER_DEFAULTS[kind]
     name = ask.text("A name for this provider", kind)
     provider: dict[str, Any] = {"kind": kind, "base_url": ask.text("Base URL", base_url)}
-    env_name = ask.text("Environment variable with the API key (empty: type the key here)", env)
-    if env_name:
-        provider["api_key_env"] = env_name
-    else:
-        provider["api_key"] = ask.text("API key (stored only in config.json)", secret=True)
+    provider |= _key(ask, name, provider["base_url"], env)
     config.change("set", path=f"providers.{name}", value=provider)
     alias = ask.text("A short alias for its model", "main")
     model_id = ask.text("Model id", model)
@@ -81,6 +88,43 @@ def _provider(ask: Asker, config: ConfigWriter) -> str:
     }
     config.change("set", path=f"models.{alias}", value=entry)
     return f"provider {name} ({kind}) with model alias {alias}"
+
+
+# Where a provider's key comes from: `env` (api_key_env), `type` (api_key), `none` (no key).
+KEY_SOURCES = ["env", "type", "none"]
+
+
+def _key(ask: Asker, name: str, base_url: str, env: str) -> dict[str, Any]:
+    source = ask.choose(
+        "Its API key: from an environment variable (env), typed here and kept in config.json "
+        "(type), or none (a local server such as Ollama or vLLM)",
+        KEY_SOURCES,
+        "none" if _on_this_network(base_url) else "env",
+    )
+    if source == "none":
+        return {}
+    if source == "type":
+        key = ask.text("API key (not shown; kept in config.json, mode 0600)", secret=True)
+        ask.tell(f"api_key: {REDACTED} ({len(key)} characters)")
+        return {"api_key": key}
+    variable = ask.text("Environment variable holding the key", env)
+    here = "is set" if os.environ.get(variable) else "is NOT set"
+    ask.tell(
+        f"Note: the gateway reads ${variable} from its own environment, not from this shell "
+        f"(where it {here}): set it where the gateway is started (the shell of `tek gateway "
+        "start`, or the systemd unit's Environment=). A running gateway's environment cannot "
+        f"be seen from here: `tek providers test {name}` shows whether it has the key."
+    )
+    return {"api_key_env": variable}
+
+
+def _on_this_network(base_url: str) -> bool:
+    """A server on loopback or a private network: most likely a local one, with no key."""
+    try:
+        host = urlsplit(base_url).hostname or ""
+        return host == "localhost" or ipaddress.ip_address(host).is_private
+    except ValueError:
+        return False  # a name (api.openai.com) or not a URL at all
 
 
 def _default_model(ask: Asker, config: ConfigWriter) -> str:

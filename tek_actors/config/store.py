@@ -10,7 +10,9 @@ folder, mode 0600): a reader, or a gateway starting after a `kill -9`, sees the 
 new one, never a torn one. Every document the gateway accepts is also kept under `backups/`
 (the newest 10), so the newest valid backup is always the last good configuration; a file that
 was refused is kept there too (the newest 3, named `-rejected`) before anything replaces it, so
-a hand edit is never lost. Backups hold the secrets, like config.json: folder 0700, files 0600.
+a hand edit is never lost, and so is a file from a newer tek that `restore` replaces (the newest
+3, named `-newer`: that tek, once installed again, can restore it). Backups hold the secrets,
+like config.json: folder 0700, files 0600.
 
 A disk that refuses a write (full, read-only) raises StorageUnavailable and leaves config.json
 as it was; `undo` puts it back after a write the journal then refused to record.
@@ -37,7 +39,8 @@ __all__ = ["Backup", "ConfigStore", "Loaded", "Written"]
 
 DEFAULT_DOCUMENT: dict[str, Any] = {"config_version": CURRENT_VERSION}
 KEEP_VALID = 10
-KEEP_REJECTED = 3
+KEEP_REJECTED = 3  # of each kind: refused edits, and files from a newer tek
+_INVALID_KINDS = ("rejected", "newer")
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,14 @@ class Backup:
     name: str
     path: Path
     created: float
-    valid: bool
+    kind: str  # "valid", "rejected" (a refused edit) or "newer" (from a newer tek)
+
+    @property
+    def valid(self) -> bool:
+        return self.kind == "valid"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "created": self.created, "valid": self.valid}
+        return {"name": self.name, "created": self.created, "valid": self.valid, "kind": self.kind}
 
 
 @dataclass(frozen=True)
@@ -175,7 +182,8 @@ class ConfigStore:
             except ValueError:
                 continue
             path = self.backup_dir / name
-            out.append(Backup(name, path, created, not name.endswith("-rejected.json")))
+            tag = name.removesuffix(".json").rsplit("-", 1)[-1]
+            out.append(Backup(name, path, created, tag if tag in _INVALID_KINDS else "valid"))
         return out
 
     # -- writing -----------------------------------------------------------------------------
@@ -229,8 +237,11 @@ class ConfigStore:
             return
         try:
             doc, _, _ = load(json.loads(data))
+        except NewerVersion:
+            self._add_backup(data, kind="newer")
+            return
         except (ValueError, InvalidValue):
-            self._add_backup(data, rejected=True)
+            self._add_backup(data, kind="rejected")
             return
         self.remember(doc, data)
 
@@ -241,9 +252,9 @@ class ConfigStore:
             with contextlib.suppress(InvalidValue, OSError):
                 if digest(self.read_backup(newest.name)[0]) == digest(doc):
                     return None
-        return self._add_backup(data if data is not None else encode(doc), rejected=False)
+        return self._add_backup(data if data is not None else encode(doc), kind="valid")
 
-    def _add_backup(self, data: bytes, *, rejected: bool) -> Path:
+    def _add_backup(self, data: bytes, *, kind: str) -> Path:
         """StorageUnavailable if the disk refuses (write_atomic converts its own errors)."""
         try:
             self.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -255,7 +266,7 @@ class ConfigStore:
             raise refused or JournalError(f"cannot make {self.backup_dir}: {exc}") from exc
         now: float = time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1e6):06d}Z"
-        tag = "rejected" if rejected else digest(json.loads(data))[:8]
+        tag = kind if kind != "valid" else digest(json.loads(data))[:8]
         path = self.backup_dir / f"config-{stamp}-{tag}.json"
         while path.exists():  # two writes within a microsecond
             now += 1e-6
@@ -267,9 +278,10 @@ class ConfigStore:
 
     def _prune(self) -> None:
         backups = self.backups()
-        valid = [b for b in backups if b.valid][KEEP_VALID:]
-        rejected = [b for b in backups if not b.valid][KEEP_REJECTED:]
-        for backup in valid + rejected:
+        doomed = [b for b in backups if b.valid][KEEP_VALID:]
+        for kind in _INVALID_KINDS:
+            doomed += [b for b in backups if b.kind == kind][KEEP_REJECTED:]
+        for backup in doomed:
             with contextlib.suppress(FileNotFoundError):
                 backup.path.unlink()
 
