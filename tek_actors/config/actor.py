@@ -28,10 +28,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pykka
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import BaseModel
 
 from tek_actors.config.document import (
     changed_paths,
@@ -47,7 +47,16 @@ from tek_actors.config.document import (
 from tek_actors.config.messages import ConfigAck, ConfigChanged, Subscribe
 from tek_actors.config.migrations import NewerVersion
 from tek_actors.config.model import Config
+from tek_actors.config.payloads import (
+    GetPayload,
+    PathPayload,
+    ReplacePayload,
+    RestorePayload,
+    SetPayload,
+    ValidatePayload,
+)
 from tek_actors.config.store import DEFAULT_DOCUMENT, ConfigStore
+from tek_actors.config.vetting import Vetter
 from tek_actors.errors import (
     Conflict,
     Internal,
@@ -60,47 +69,18 @@ from tek_actors.errors import (
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
 from tek_actors.runtime.clock import Timer
 from tek_actors.store import NewEvent
-from tek_actors.wire import EmptyPayload, WireModel
+from tek_actors.wire import EmptyPayload
 
 __all__ = ["ConfigActor", "ConfigState"]
 
 _QUEUE_BOUND = 64
 _MAX_CHANGES = 200
-Path_ = Annotated[StrictStr, Field(min_length=1, max_length=1024)]
 
 
 class ConfigState(BaseModel):
     version: int = 0  # changes applied so far (PROTOCOL.md's `version`)
     digest: str = ""  # of the document in force ("" = the built-in defaults, no file)
     applied: int = 0  # the newest version every dependent acknowledged
-
-
-class GetPayload(WireModel):
-    path: Path_ | None = None
-
-
-class SetPayload(WireModel):
-    path: Path_
-    value: Any
-
-
-class PathPayload(WireModel):
-    path: Path_
-
-
-class ReplacePayload(WireModel):
-    document: dict[str, Any]
-    base_version: Annotated[int, Field(ge=0)] | None = None
-
-
-class ValidatePayload(WireModel):
-    path: Path_ | None = None
-    value: Any = None
-    document: dict[str, Any] | None = None
-
-
-class RestorePayload(WireModel):
-    name: Annotated[StrictStr, Field(min_length=1, max_length=256)]
 
 
 @dataclass
@@ -152,6 +132,7 @@ class ConfigActor(PersistentActor[ConfigState]):
         self.subscribers: dict[str, pykka.ActorRef[Any]] = {}
         self.queue: deque[_Op] = deque()
         self.current: _Apply | None = None
+        self.vetter = Vetter(self)  # a change that adds MCP servers starts them first
         self.stragglers: set[str] = set()  # did not acknowledge state.version in time
         self._seen_stat: tuple[int, int, int] | None = None
         self._moving_stat: tuple[int, int, int] | None = None
@@ -283,7 +264,7 @@ class ConfigActor(PersistentActor[ConfigState]):
     # -- the apply protocol ------------------------------------------------------------------
 
     def _next(self) -> None:
-        while self.current is None and self.queue:
+        while self.current is None and not self.vetter.busy and self.queue:
             op = self.queue.popleft()
             try:
                 self._begin(op)
@@ -367,6 +348,8 @@ class ConfigActor(PersistentActor[ConfigState]):
                 return
             self._broadcast(self.state.version, op.ticket, [])  # wait for the stragglers again
             return
+        if self.vetter.holds(op, self.config, config):
+            return  # its MCP servers start first; it goes on (or is refused) when they did
         written = None
         if op.kind != "edit":
             written = self.store.write(doc)
@@ -494,6 +477,8 @@ class ConfigActor(PersistentActor[ConfigState]):
             return self.state.version, self.config
         if isinstance(message, ConfigAck):
             self._acknowledged(message.name, message.version)
+            return None
+        if self.vetter.on_message(message):
             return None
         if isinstance(message, _ApplyTimeout):
             self._timed_out(message.version)

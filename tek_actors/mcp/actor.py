@@ -24,6 +24,7 @@ tool `readOnlyHint` or `idempotentHint`; then it is sent again, once, and comple
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from pydantic import BaseModel, Field, StrictStr
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.config.model import McpServerConfig
+from tek_actors.config.vetting import Vet, Vetted
 from tek_actors.errors import Conflict, NotFound, Unavailable
 from tek_actors.mcp.catalog import Catalog, McpTool, build_tools
 from tek_actors.mcp.link import CallDone, Down, Loop, ServerLink, ToolsListed, Up
@@ -51,6 +53,7 @@ WINDOW_S = 60.0
 BACKOFF_S = (0.5, 30.0)  # the first restart's delay, doubled each time up to the second
 STOP_S = 5.0  # a stop of every server (the SDK allows each 2 s after stdin closes, then kills)
 KEEP_OUTPUT = 16 << 10  # of a result's output, kept in its intent for a resend
+STAGED_S = 60.0  # a server started for a change's trial waits this long to be taken over
 _UNKNOWN = (
     "the outcome of this call is unknown: the gateway stopped while the MCP server ran it. It "
     "was not run again (the tool is not annotated read-only or idempotent)"
@@ -83,6 +86,22 @@ class _Restart:
     gen: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Unstage:
+    name: str
+    gen: int
+
+
+@dataclass(slots=True)
+class _Staged:
+    """A server started for a config change's trial (config/vetting.py), not in use yet."""
+
+    config: McpServerConfig
+    link: ServerLink
+    token: int
+    up: Up | None = None
+
+
 @dataclass(slots=True)
 class _Server:
     config: McpServerConfig
@@ -110,6 +129,9 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
         self.catalog: Catalog = ctx.options.get("mcp_catalog") or Catalog()
         self.servers: dict[str, _Server] = {}
         self.calls: dict[str, list[Ticket]] = {}  # intent id -> the requests waiting for it
+        self.staged: dict[str, _Staged] = {}
+        self.trials: dict[int, tuple[Vet, dict[str, str]]] = {}  # token -> (vet, problems)
+        self._gens = itertools.count(1)  # every link's gen, staged or not: never reused
         self.loop: Loop | None = None
 
     # -- life --------------------------------------------------------------------------------
@@ -152,7 +174,8 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
                 server.config, server.restarts, server.deaths = conf, 0, []
                 server.last_error, server.stderr = None, []
             if conf.enabled:
-                self._start(name)
+                if not self._adopt(name):
+                    self._start(name)
             else:
                 server.state = "disabled"
                 self._answer_waiting(server, Conflict(f"the MCP server {name!r} is disabled"))
@@ -237,6 +260,10 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
     def on_message(self, message: Any) -> Any:
         if isinstance(message, CallDone):
             self._call_done(message)
+        elif isinstance(message, Vet):
+            self._vet(message)
+        elif isinstance(message, (Up, Down, _Unstage)) and self._is_staged(message):
+            self._staged_said(message)
         elif isinstance(message, (Up, ToolsListed, Down, _Restart)):
             server = self.servers.get(message.name)
             if server is not None and server.gen == message.gen:
@@ -315,13 +342,78 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
             raise NotFound(f"there is no MCP server {name!r} (the servers: {known})")
         return server
 
+    # -- a config change's trial (config/vetting.py) -----------------------------------------
+
+    def _vet(self, vet: Vet) -> None:
+        """Start each server of `vet` beside whatever runs now; answer once each is up (kept,
+        for `_adopt`) or down (its problem)."""
+        self.trials[vet.token] = (vet, {})
+        for name, config in vet.servers.items():
+            old = self.staged.pop(name, None)
+            if old is not None and self.loop is not None:
+                self.loop.submit(old.link.stop())
+            link = self._link(name, config)
+            self.staged[name] = _Staged(config, link, vet.token)
+            assert self.loop is not None
+            self.loop.run(link)
+
+    def _is_staged(self, message: Up | Down | _Unstage) -> bool:
+        staged = self.staged.get(message.name)
+        return staged is not None and staged.link.gen == message.gen
+
+    def _staged_said(self, message: Up | Down | _Unstage) -> None:
+        staged = self.staged[message.name]
+        if isinstance(message, Up):
+            staged.up = message
+            self.after(STAGED_S, _Unstage(message.name, message.gen))
+        else:  # down (it could not start), or never taken over: let it go
+            del self.staged[message.name]
+            if isinstance(message, _Unstage) and self.loop is not None:
+                self.loop.submit(staged.link.stop())
+            if isinstance(message, Down):
+                why = message.error or "it stopped"
+                tail = "".join(f"\n  {line}" for line in message.stderr[-5:])
+                trial = self.trials.get(staged.token)
+                if trial is not None:
+                    trial[1][message.name] = why + tail
+        self._trial_done(staged.token)
+
+    def _trial_done(self, token: int) -> None:
+        trial = self.trials.get(token)
+        if trial is None:
+            return
+        vet, problems = trial
+        waiting = [
+            n
+            for n in vet.servers
+            if n not in problems and not (n in self.staged and self.staged[n].up is not None)
+        ]
+        if not waiting:
+            del self.trials[token]
+            tell_quietly(vet.reply_to, Vetted(token, problems))
+
+    def _adopt(self, name: str) -> bool:
+        """Take over the server a trial started for exactly this config, if it runs."""
+        staged, server = self.staged.get(name), self.servers[name]
+        if staged is None or staged.up is None or staged.config != server.config:
+            return False
+        del self.staged[name]
+        server.gen, server.link = staged.link.gen, staged.link
+        self._link_said(name, server, staged.up)
+        return True
+
+    # -- links -------------------------------------------------------------------------------
+
+    def _link(self, name: str, config: McpServerConfig) -> ServerLink:
+        ref = self.actor_ref
+        return ServerLink(
+            name, next(self._gens), config, self.folder, lambda message: tell_quietly(ref, message)
+        )
+
     def _start(self, name: str) -> None:
         server = self.servers[name]
-        server.gen += 1
-        ref = self.actor_ref
-        server.link = ServerLink(
-            name, server.gen, server.config, self.folder, lambda message: tell_quietly(ref, message)
-        )
+        server.link = self._link(name, server.config)
+        server.gen = server.link.gen
         server.state = "starting"
         assert self.loop is not None
         self.loop.run(server.link)
@@ -330,7 +422,7 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
     def _stop_link(self, server: _Server, name: str) -> None:
         """Stop its link (a call under way ends with an error result); what the old link says
         from now on is stale."""
-        server.gen += 1
+        server.gen = next(self._gens)
         link, server.link, server.pid, server.tools = server.link, None, None, []
         self.catalog.withdraw(name)
         if link is not None and self.loop is not None:
