@@ -9,13 +9,14 @@ test learns what ran, how often, and whether a cancellation reached the server.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.types import ToolAnnotations
+from mcp.types import ImageContent, ToolAnnotations
 
 MARKS = sys.argv[1]
 if "--fail-start" in sys.argv:
@@ -71,6 +72,12 @@ async def grow(ctx: Context) -> str:
     await ctx.session.send_tool_list_changed()
     mark("grow", "done")
     return "grown"
+
+
+@app.tool(description="Answer a picture and a text.")
+def picture() -> list[object]:
+    pixel = base64.b64encode(b"\x89PNG" + bytes(60)).decode()
+    return [ImageContent(type="image", data=pixel, mime_type="image/png"), "a tiny picture"]
 
 
 @app.tool(description="Answer an error result.")

@@ -73,6 +73,37 @@ def test_the_model_is_offered_each_tool_and_an_auto_approved_call_reaches_it(
     assert approval["arguments"] == {"server": "t", "tool": "echo", "arguments": {"text": "a b"}}
 
 
+def test_calls_run_side_by_side_and_their_results_reach_the_model_in_call_order(
+    gateway_with: Start, tmp_path: Path
+) -> None:
+    """The first call finishes last; the model still reads c1's result first. A picture is
+    described, not passed on as base64."""
+    with FakeProvider("openai") as server:
+        server.script(
+            {
+                "tool_calls": [
+                    {"id": "c1", "name": "mcp__t__look", "arguments": {"seconds": 1.0}},
+                    {"id": "c2", "name": "mcp__t__picture", "arguments": {}},
+                ]
+            },
+            {"text": "both"},
+        )
+        config = lab_config(server, approvals={"default": "auto"})
+        config["mcp"] = {"servers": {"t": server_config(tmp_path / "marks")}}
+        _, client = gateway_with(config)
+        until_state(client, "running")
+        session = client.call("sessions.create", {"cwd": str(tmp_path)})
+        client.call("sessions.send", {"id": session["id"], "text": "go"})
+        final_answer(client, session["id"], 0)
+        told = server.wait_for_requests(2)[1].body["messages"]
+    assert [m.get("tool_call_id") for m in told[2:]] == ["c1", "c2"]
+    assert "look slept 1.0" in told[2]["content"]
+    picture = told[3]["content"]
+    assert "[image content: image/png, about" in picture and "a tiny picture" in picture
+    assert "iVBOR" not in picture  # the base64 itself never reaches the model
+    assert marks(tmp_path / "marks")[-1] == "look done 1.0"  # c2 finished first
+
+
 def test_a_person_approves_the_exact_arguments_and_a_denied_call_never_runs(
     gateway_with: Start, tmp_path: Path
 ) -> None:
@@ -284,3 +315,27 @@ def test_a_streamable_http_server_with_headers(gateway_with: Start, tmp_path: Pa
         server.terminate()
         server.wait(10)
     assert marks(tmp_path / "marks") == ['echo done "web"']
+
+
+def test_a_crash_of_the_mcp_actor_mid_call_is_unknown_and_never_resent(
+    gateway_with: Start, tmp_path: Path
+) -> None:
+    """The actor's loop and its servers go with it; the next incarnation starts them again and
+    settles the call it cannot know `unknown`: the session says so and the call ran once."""
+    config = {
+        "approvals": {"default": "auto"},
+        "mcp": {"servers": {"t": server_config(tmp_path / "marks")}},
+    }
+    _, client = gateway_with(config)
+    first = until_state(client, "running")
+    session = client.call("sessions.create", {"cwd": str(tmp_path)})
+    sent = send_tool_call(client, session["id"], "mcp__t__change", {"seconds": 30})
+    until(lambda: "change start 30.0" in marks(tmp_path / "marks"), "the call running")
+    client.call("test.crash", {"actor": "mcp"})
+    final_answer(client, session["id"], sent)
+    [result] = tool_results(client, session["id"])
+    assert result["status"] == "unknown" and "not run again" in result["text"]
+    again = until_state(client, "running")
+    assert again["pid"] != first["pid"]
+    assert client.call("gateway.status", {})["actors"]["mcp"]["restarts"] == 1
+    assert [m for m in marks(tmp_path / "marks") if " start " in m] == ["change start 30.0"]
