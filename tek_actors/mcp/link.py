@@ -154,15 +154,18 @@ class ServerLink:
         self._stopping: asyncio.Event | None = None
         self._gone: asyncio.Event | None = None
         self._done: asyncio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
         self._relists: set[asyncio.Future[None]] = set()
 
     # -- the link's task ---------------------------------------------------------------------
 
     async def run(self) -> None:
         self._stopping, self._gone, self._done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._scope = anyio.CancelScope()  # what `stop` cancels, whatever the link is doing
         error: str | None = None
         try:
-            error = await self._serve()
+            with self._scope:
+                error = await self._serve()
         except Exception as exc:  # whatever the SDK raised: the server did not come up
             error = _why(exc)
         finally:
@@ -173,7 +176,7 @@ class ServerLink:
         else:
             self.emit(Down(self.name, self.gen, error, self._tail()))
 
-    async def _serve(self) -> str | None:
+    async def _serve(self) -> str:
         folder = self.pid_path.parent
         folder.mkdir(parents=True, exist_ok=True)
         self._end_leftover()
@@ -247,9 +250,9 @@ class ServerLink:
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
 
-    async def _until_gone(self) -> str | None:
-        """Wait until stopped (None) or the server is gone (why)."""
-        assert self._stopping is not None and self._gone is not None
+    async def _until_gone(self) -> str:
+        """Wait until the server is gone (why); `stop` cancels the wait."""
+        assert self._gone is not None
         loop = asyncio.get_running_loop()
         fd = None
         if self.pid is not None:
@@ -259,17 +262,12 @@ class ServerLink:
             except OSError:  # gone already
                 self._gone.set()
         try:
-            waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, self._gone)]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for wait in waits:
-                wait.cancel()
+            await self._gone.wait()
         finally:
             if fd is not None:
                 loop.remove_reader(fd)
                 os.close(fd)
-        if self._gone.is_set() and not self._stopping.is_set():
-            return "the server exited" if self.pid is not None else "the connection was lost"
-        return None
+        return "the server exited" if self.pid is not None else "the connection was lost"
 
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, types.ToolListChangedNotification):
@@ -330,9 +328,13 @@ class ServerLink:
         return describe(result)
 
     async def stop(self) -> None:
+        """End the link wherever it is (starting, listing, running): the SDK's exit closes the
+        server's stdin and kills its process tree, each wait bounded."""
         if self._stopping is None or self._done is None:
             return
         self._stopping.set()
+        if self._scope is not None:
+            self._scope.cancel()
         await self._done.wait()
 
     def kill(self) -> None:

@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK (MCPServer), run as a real stdio server.
 
-    python server.py MARKS [--fail-start] [--http PORT]
+    python server.py MARKS [--fail-start] [--slow-start] [--http PORT]
 
 Every tool call appends a line to MARKS (`<tool> start|done|cancelled <args>`), which is how a
 test learns what ran, how often, and whether a cancellation reached the server.
@@ -22,6 +22,11 @@ MARKS = sys.argv[1]
 if "--fail-start" in sys.argv:
     print("this server refuses to start (--fail-start)", file=sys.stderr, flush=True)
     sys.exit(7)
+
+if "--slow-start" in sys.argv:  # a server whose start takes a while (before it reads stdin)
+    import time
+
+    time.sleep(30)
 
 app = MCPServer("tek-test")
 

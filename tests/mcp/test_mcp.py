@@ -339,3 +339,16 @@ def test_a_crash_of_the_mcp_actor_mid_call_is_unknown_and_never_resent(
     assert again["pid"] != first["pid"]
     assert client.call("gateway.status", {})["actors"]["mcp"]["restarts"] == 1
     assert [m for m in marks(tmp_path / "marks") if " start " in m] == ["change start 30.0"]
+
+
+def test_a_server_removed_while_it_starts_is_stopped_and_leaves_nothing_running(
+    gateway_with: Start, tmp_path: Path
+) -> None:
+    """Its start (30 s before it answers) is cut short at once, and the test's leftover check
+    (every child process of the test) sees no server after the gateway stops."""
+    config = {"mcp": {"servers": {"t": server_config(tmp_path / "marks", "--slow-start")}}}
+    gateway, client = gateway_with(config)
+    until_state(client, "starting")
+    client.call("config.unset", {"path": "mcp.servers.t"})
+    assert client.call("mcp.list", {})["servers"] == {}
+    gateway.stop(grace_ms=0)
