@@ -11,7 +11,7 @@ touching its state again. The supervisor starts a new incarnation, which rehydra
 Commands are methods decorated with `@command("domain.verb", PayloadModel)`; they run on the
 actor's thread, take the validated payload and return the result (any msgpack-able value).
 A `PersistentActor`'s command may be `pipelined` (it persists with `persist_async` and its
-answer waits, in order, until durable) or `reads` (answered at once from the durable state);
+answer waits, in order, until durable) or `reads` (answered from the durable state once nothing is pending);
 see runtime/persistent.py.
 """
 
@@ -72,7 +72,7 @@ def command(
     `pipelined` (PersistentActor only): the command does not wait for earlier persists; it reads
     `self.latest`, changes state with `persist_async`, and its answer (a result or a domain
     error) is sent after every earlier pipelined command's, once durable. `reads`: the command
-    changes nothing and answers at once from the durable `self.state`. Any other command first
+    changes nothing and answers from the durable `self.state`. It, and any other command, first
     waits until every pending persist is durable."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:

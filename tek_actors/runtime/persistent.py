@@ -40,10 +40,10 @@ class PersistentActor(Actor, Generic[S]):
     its events are durable. `persist_async` (from a `pipelined` command) does not: its events
     move `self.latest` at once, so the next pipelined command is validated against them, and
     `self.state` follows when the journal confirms them; answers go out in order, each only
-    once its events (and every earlier command's) are durable. Commands marked `reads` answer
-    from `self.state` at once; every other message (a plain command, a timer, an answer from
-    another actor) first waits until nothing is pending, so it sees `self.state == latest` as
-    before. A full or read-only disk that refuses a pending append answers it and every later
+    once its events (and every earlier command's) are durable. Commands marked `reads`, and
+    every other message (a plain command, a timer, an answer from another actor), first wait
+    until nothing is pending, so they see `self.state == latest` as before: a read never
+    misses a change whose event a client has seen. A full or read-only disk that refuses a pending append answers it and every later
     pending command `unavailable` and drops their events (the state is the durable one, which
     never moved); any other journal failure is a crash (the new incarnation rehydrates from
     what is on disk, always a prefix of what was pending). Snapshots are of `self.state` only.
@@ -191,9 +191,12 @@ class PersistentActor(Actor, Generic[S]):
             return False
         if isinstance(message, Ticket):
             spec = self.commands.get(message.type)
-            if spec is None or spec.reads:
+            if spec is None:
                 return False
-            return not spec.pipelined or self._pipeline.full
+            # A read waits too: a client that saw an event (published once it is durable) and
+            # asks about it must find it, and the state moves on only as each append is
+            # confirmed, a moment after its event went out.
+            return spec.reads or not spec.pipelined or self._pipeline.full
         return True
 
     def on_receive(self, message: Any) -> Any:
