@@ -14,6 +14,7 @@ nothing is said, and the Client's reconnect is what there is.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import click
@@ -28,11 +29,20 @@ _INTERVAL_S = 0.2  # a death is said well within the 2 s docs/operations.md prom
 
 
 class GatewayWatch:
-    """`with GatewayWatch(home):` around a conversation. Its daemon thread only reads files
-    and writes a line to stderr; it is stopped and joined on exit."""
+    """`with GatewayWatch(home, say=console.notice):` around a conversation. Its daemon thread
+    only reads files and hands a line to `say` (default: stderr), which must be safe to call
+    from another thread (the chat's console puts it above the line being typed); it is stopped
+    and joined on exit."""
 
-    def __init__(self, home: TekHome, *, interval: float = _INTERVAL_S) -> None:
+    def __init__(
+        self,
+        home: TekHome,
+        *,
+        say: Callable[[str], None] | None = None,
+        interval: float = _INTERVAL_S,
+    ) -> None:
         self._home = home
+        self._say = say or (lambda line: click.echo(line, err=True))
         self._interval = interval
         self._stop = threading.Event()
         self._up = self._alive() is not None
@@ -60,7 +70,7 @@ class GatewayWatch:
         while not self._stop.wait(self._interval):
             pid = self._alive()
             if self._up and pid is None:
-                click.echo(f"\n{DOWN}", err=True)
+                self._say(DOWN)
             elif not self._up and pid is not None:
-                click.echo(f"gateway back (pid {pid})", err=True)
+                self._say(f"gateway back (pid {pid})")
             self._up = pid is not None

@@ -18,7 +18,15 @@ from typing import Any
 
 from tek_actors.cli._render import argv_line, visible
 
-__all__ = ["call_line", "describe", "result_line", "transcript", "what_runs"]
+__all__ = [
+    "call_line",
+    "describe",
+    "remembered_line",
+    "remembered_prefix",
+    "result_line",
+    "transcript",
+    "what_runs",
+]
 
 LINE_MAX = 160  # a whole line (a call, a folder)
 FIRST_LINE_MAX = 100  # the first line of a result's output or error
@@ -77,6 +85,34 @@ def what_runs(tool: str, arguments: dict[str, Any]) -> list[str]:
     if isinstance(arguments.get("cwd"), str):
         lines.append(f"in {visible(arguments['cwd'])}")
     return lines
+
+
+def remembered_prefix(arguments: Any) -> list[str] | None:
+    """The argv prefix a remembered decision on a call with `arguments` becomes a rule for, or
+    None when it becomes the tool's own policy: the same choice as the gateway's
+    `approvals.policy.remembered` (tests/cli/test_transcript.py holds the two together)."""
+    argv = arguments.get("argv") if isinstance(arguments, dict) else None
+    if isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv):
+        return argv
+    return None
+
+
+def remembered_line(tool: str, arguments: Any, decision: str) -> str:
+    """What a remembered decision ("always") does from now on, exactly: a rule matches a call
+    whose argv *starts with* these words, each word whole (so `echo alw` covers `echo alw x`,
+    never `echo alw2`); without an argv, every call of the tool."""
+    prefix = remembered_prefix(arguments)
+    tool = visible(tool)
+    if prefix is None:
+        verb = "runs without asking" if decision == "approve" else "is refused"
+        return f"every {tool} call {verb} from now on"
+    command = argv_line(prefix)
+    verb = "runs" if decision == "approve" else "refuses"
+    how = "without asking " if decision == "approve" else ""
+    return (
+        f"{tool} {verb} `{command}` and `{command} …` (these words first, then any) "
+        f"{how}from now on"
+    )
 
 
 def result_line(name: str, status: str, text: str) -> str:

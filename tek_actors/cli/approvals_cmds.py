@@ -8,7 +8,7 @@ import click
 
 from tek_actors.cli._output import Output, gateway_client
 from tek_actors.cli._render import print_table, visible, when
-from tek_actors.cli._transcript import describe, what_runs
+from tek_actors.cli._transcript import describe, remembered_line, what_runs
 from tek_actors.client import Client
 from tek_actors.errors import TekError
 
@@ -56,16 +56,21 @@ def _decide(out: Output, client: Client, item_id: str, decision: str, remember: 
         "approvals.decide", {"id": item_id, "decision": decision, "remember": remember}
     )
     note = ""
-    if remember:
-        note = (
-            " and remembered" if result.get("remembered") else f" ({result.get('remember_error')})"
-        )
-    out.done(result, visible(f"{item_id}: {result['status']}{note}"))
+    if remember and result.get("remembered"):
+        note = " and remembered: " + remembered_line(result["tool"], result["arguments"], decision)
+    elif remember:
+        note = f" (not remembered: {visible(result.get('remember_error'))})"
+    out.done(result, visible(f"{item_id}: {result['status']}") + note)
 
 
 @approvals.command()
 @click.argument("item_id", metavar="ID")
-@click.option("--remember", is_flag=True, help="Also allow calls like this from now on.")
+@click.option(
+    "--remember",
+    is_flag=True,
+    help="Also allow from now on every call whose command starts with this one's words "
+    "(each word whole), or, for a tool without a command, every call of the tool.",
+)
 @click.pass_obj
 def approve(out: Output, item_id: str, remember: bool) -> None:
     """Approve a pending tool call."""
@@ -75,7 +80,12 @@ def approve(out: Output, item_id: str, remember: bool) -> None:
 
 @approvals.command()
 @click.argument("item_id", metavar="ID")
-@click.option("--remember", is_flag=True, help="Also refuse calls like this from now on.")
+@click.option(
+    "--remember",
+    is_flag=True,
+    help="Also refuse from now on every call whose command starts with this one's words "
+    "(each word whole), or, for a tool without a command, every call of the tool.",
+)
 @click.pass_obj
 def deny(out: Output, item_id: str, remember: bool) -> None:
     """Deny a pending tool call."""
@@ -113,7 +123,8 @@ def _prompt(out: Output, client: Client, item: dict[str, Any], asked: set[str]) 
     for line in lines[1:]:
         click.echo("  " + line)
     answer = click.prompt(
-        "approve, deny, always (approve and remember), never (deny and remember), skip",
+        "approve, deny, always (approve; this command's words first then any run without "
+        "asking from now on), never (deny, likewise refused), skip",
         type=click.Choice(["approve", "deny", "always", "never", "skip"]),
         default="skip",
     )

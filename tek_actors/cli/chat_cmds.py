@@ -1,41 +1,43 @@
-"""`tek chat` and `tek sessions list|show|switch|undo`.
+"""`tek chat` and `tek sessions list|show|switch|undo|rename|delete`.
 
 `tek chat` talks to one session: it starts the gateway if none runs, creates a session whose
-tools work in the current folder (or continues one), sends each line you type (durably: the
-client's outbox keeps it until the gateway has it), and follows the turn it starts to its end
-(`_chat_turns.TurnFollower`): streamed text, the model's tool calls and their results one line
-each, an inline prompt for every call that waits for a person, and which model answered. Across
-a gateway restart it reconnects and resyncs; nothing is shown twice or lost.
-A gateway that dies is said at once ("gateway down, reconnecting…", `_gateway_watch`), and so
-is its return.
+tools work in the current folder (or continues one with `--session ID`, showing its last
+entries first), sends each line you type (durably: the client's outbox keeps it until the
+gateway has it), and follows the turn it starts to its end (`_chat_turns.TurnFollower`):
+streamed text, the model's tool calls and their results one line each, a question for every
+call that waits for a person, and which model answered. Across a gateway restart it reconnects
+and resyncs; nothing is shown twice or lost. A gateway that dies is said at once ("gateway
+down, reconnecting…", `_gateway_watch`), and so is its return.
 
-Slash commands: /approve [ID...] and /deny [ID...] (no ID: every pending call of the session),
-then the rest of the turn; /approvals; /model, /plan, /undo; /sessions; /quit.
+On a terminal the `you>` line is prompt_toolkit's (`_chat_terminal`: editing, history, single
+keys, colour, a spinner); through pipes it is plain lines (`_chat_console`). The slash commands
+are `_chat_commands.SLASH`; docs/chat.md is the guide.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
+from typing import Any
 
 import click
 
+from tek_actors.cli._chat_commands import HINT, Conversation
+from tek_actors.cli._chat_console import PlainConsole, open_console
 from tek_actors.cli._chat_turns import TurnFollower
 from tek_actors.cli._gateway_watch import GatewayWatch
 from tek_actors.cli._liveness import stale_gateway
 from tek_actors.cli._output import Output, fail, gateway_client
 from tek_actors.cli._render import print_table, visible, when
-from tek_actors.cli._transcript import transcript, what_runs
+from tek_actors.cli._transcript import transcript
 from tek_actors.cli.gateway_cmds import start as start_gateway
 from tek_actors.client import Client
 from tek_actors.errors import TekError
 
 __all__ = ["chat", "sessions"]
 
-HELP = (
-    "commands: /approvals, /approve [ID], /deny [ID], /model ALIAS [carry_over|fresh], "
-    "/plan ALIAS, /undo, /sessions, /quit"
-)
+RESUME_LINES = 6  # what `tek chat --session` shows of where the conversation was
 TOPICS = [
     "session.delta",
     "session.message",
@@ -62,153 +64,65 @@ def chat(ctx: click.Context, session_id: str | None, model: str | None) -> None:
         client = Client(out.endpoint, home=out.home, outbox=outbox, timeout=60)
     except TekError as exc:
         fail(out, exc)
-    watch = GatewayWatch(out.home) if out.endpoint is None else contextlib.nullcontext()
+    console = open_console(out.home)
+    watch: Any = (
+        GatewayWatch(out.home, say=console.notice)
+        if out.endpoint is None
+        else contextlib.nullcontext()
+    )
     try:
-        with watch:
-            _open(client, session_id, model)
+        try:
+            with watch:
+                _open(client, console, session_id, model)
+        finally:
+            console.close()  # the terminal is given back before any error is said
     except TekError as exc:
         fail(out, exc)
     finally:
         client.close()
 
 
-def _open(client: Client, session_id: str | None, model: str | None) -> None:
+def _open(client: Client, console: PlainConsole, session_id: str | None, model: str | None) -> None:
     """Create a session (or take up `session_id`), then converse until /quit."""
     resuming = session_id is not None
+    title = ""
     if session_id is None:
         created = client.call("sessions.create", {"model": model, "cwd": os.getcwd()})
         session_id = str(created["id"])
-        click.echo(f"new session {visible(session_id)}; {HELP}")
+        console.say(f"new session {visible(session_id)}; {HINT}")
     # Subscribed before the session is read: whatever happens after the read is an event.
     client.hello(since_seq=client.ping()["head_seq"], topics=TOPICS)
-    follower = TurnFollower(client, session_id)
+    follower = TurnFollower(client, session_id, console)
     if resuming:
-        got = client.call("sessions.get", {"id": session_id})
-        click.echo(f"session {visible(session_id)}: {got['count']} entries; {HELP}")
+        title = _resumed(client, console, session_id)
         follower.resume()
-        _follow(follower)
-    _converse(client, follower)
+    conversation = Conversation(client, follower, titled=bool(title))
+    if resuming:
+        conversation.follow()
+    conversation.run()
 
 
-def _converse(client: Client, follower: TurnFollower) -> None:
-    session_id = follower.session_id
-    while True:
-        try:
-            text = click.prompt("you", prompt_suffix="> ", default="", show_default=False)
-        except click.Abort:
-            click.echo()
-            return
-        text = text.strip()
-        if text in ("/quit", "/exit"):
-            return
-        follower.drain()  # what happened while the person was typing
-        if not text:
-            continue
-        words = text.split()
-        if words[0] == "/sessions":
-            for item in client.call("sessions.list")["items"]:
-                mark = "*" if item["id"] == session_id else " "
-                click.echo(visible(f"{mark} {item['id']}  {item['title'] or '(untitled)'}"))
-        elif words[0] in ("/model", "/undo") and follower.open:
-            # a switch waits for the turns to end: here it would hang until one does
-            click.echo(
-                "a turn is still open and a switch waits for it to end; /approvals", err=True
-            )
-        elif words[0] in ("/model", "/plan", "/undo"):
-            _switching(client, session_id, words)
-        elif words[0] == "/approvals":
-            pending = follower.pending()
-            for item in pending:
-                click.echo(
-                    visible(item["id"])
-                    + "  "
-                    + "  ".join(what_runs(item["tool"], item["arguments"]))
-                )
-            if not pending:
-                click.echo("no tool call of this session waits for a decision")
-        elif words[0] in ("/approve", "/deny"):
-            _deciding(follower, "approve" if words[0] == "/approve" else "deny", words[1:])
-        elif text.startswith("/"):
-            click.echo(f"unknown command {visible(words[0])}; {HELP}")
-        else:
-            sent = client.call("sessions.send", {"id": session_id, "text": text})
-            follower.open.append(sent["message_id"])
-            _follow(follower)
+def _resumed(client: Client, console: PlainConsole, session_id: str) -> str:
+    """Say which session this is and where it was (its last lines); its title."""
+    got = client.call("sessions.get", {"id": session_id})  # not_found for an unknown id
+    meta = _meta(client, session_id) or {}
+    title = str(meta.get("title") or "")
+    named = f" {title!r}" if title else ""
+    lines = transcript(got["entries"])
+    console.say(visible(f"session {session_id}{named}: {got['count']} entries") + f"; {HINT}")
+    if len(lines) > RESUME_LINES:
+        console.say(console.paint.quiet(f"… {len(lines) - RESUME_LINES} lines before these"))
+    for line in lines[-RESUME_LINES:]:
+        console.say(console.paint.quiet(line))
+    return title
 
 
-def _deciding(follower: TurnFollower, decision: str, ids: list[str]) -> None:
-    """/approve and /deny: the given approvals, or every pending one of the session; then the
-    rest of the session's open turn, if it has one."""
-    if not ids:
-        ids = [item["id"] for item in follower.pending()]
-        if not ids:
-            click.echo("no tool call of this session waits for a decision")
-    for approval_id in ids:
-        follower.decide(approval_id, decision)
-    follower.adopt_open_turns()
-    _follow(follower)
-
-
-def _follow(follower: TurnFollower) -> None:
-    """Follow the open turns, unless they wait for a call the person left for later; Ctrl-C
-    goes back to the prompt (the turn goes on in the gateway)."""
-    if _say_waiting(follower):
-        return
-    try:
-        follower.follow()
-    except KeyboardInterrupt:
-        click.echo("\n(the turn goes on; what it does is shown after your next line)", err=True)
-    _say_waiting(follower)
-
-
-def _say_waiting(follower: TurnFollower) -> bool:
-    waiting = follower.waiting_for_person()
-    if waiting and follower.open:
-        click.echo(
-            f"(the session waits for your decision on {visible(', '.join(waiting))}: "
-            "/approve or /deny, /approvals)",
-            err=True,
-        )
-    return bool(waiting)
-
-
-def _switching(client: Client, session_id: str, words: list[str]) -> None:
-    """/plan ALIAS, /model ALIAS [MODE], /undo: explicit, and never without a mode."""
-    try:
-        if words[0] == "/undo":
-            view = client.call("sessions.undo_switch", {"id": session_id})
-            click.echo(
-                f"back to {visible(view['model'])} ({len(view['dropped'])} messages left out)"
-            )
-            return
-        if len(words) < 2:
-            click.echo(f"which model? {HELP}")
-            return
-        plan = client.call("sessions.plan_switch", {"id": session_id, "model": words[1]})
-        carry = plan["options"][0]
-        click.echo(
-            f"{plan['tokens']} tokens; {visible(plan['model'])} holds {plan['target_window']}: "
-            + ("it fits" if plan["fits"] else "it does not fit")
-            + f". carry_over leaves out {len(carry['drop'])} oldest messages "
-            f"({carry['tokens_after']} tokens); fresh starts over."
-        )
-        if words[0] == "/plan":
-            return
-        mode = (
-            words[2]
-            if len(words) > 2
-            else click.prompt(
-                "mode", type=click.Choice(["carry_over", "fresh", "cancel"]), default="carry_over"
-            )
-        )
-        if mode == "cancel":
-            return
-        view = client.call("sessions.switch", {"id": session_id, "model": words[1], "mode": mode})
-        click.echo(
-            f"now on {visible(view['model'])} ({len(view['dropped'])} messages left out; /undo)"
-        )
-    except TekError as exc:
-        click.echo(f"{exc.code}: {visible(exc.message)}", err=True)
+def _meta(client: Client, session_id: str) -> dict[str, Any] | None:
+    """A session's entry in sessions.list (title, model, created), or None."""
+    for item in client.call("sessions.list")["items"]:
+        if item["id"] == session_id:
+            return dict(item)
+    return None
 
 
 @click.group()
@@ -296,3 +210,35 @@ def undo(out: Output, session_id: str) -> None:
         view,
         visible(f"{session_id} is back on {view['model']} ({len(view['dropped'])} left out)"),
     )
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.argument("title")
+@click.pass_obj
+def rename(out: Output, session_id: str, title: str) -> None:
+    """Give session ID the title TITLE."""
+    with gateway_client(out) as client:
+        result = client.call("sessions.rename", {"id": session_id, "title": title})
+    out.done(result, f"{session_id} is now titled {title!r}")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (on a terminal).")
+@click.pass_obj
+def delete(out: Output, session_id: str, yes: bool) -> None:
+    """Delete session ID and its conversation (asks first on a terminal, unless --yes)."""
+    with gateway_client(out) as client:
+        meta = _meta(client, session_id)
+        # An unknown id asks nothing: the gateway's answer says not_found (exit 1).
+        if meta is not None and not yes and not out.json and sys.stdin.isatty():
+            title = f" {meta['title']!r}" if meta.get("title") else " (untitled)"
+            question = visible(
+                f"delete session {session_id}{title} from {when(meta['created_at'])}?"
+            )
+            if not click.confirm(question, default=False):
+                click.echo("nothing deleted")
+                return
+        result = client.call("sessions.delete", {"id": session_id})
+    out.done(result, f"{session_id} deleted")

@@ -238,7 +238,7 @@ def test_chat_shows_calls_and_asks_about_what_would_run(
         cwd=tmp_path,
         env=dict(os.environ, TEK_LOG_LEVEL="WARNING"),
     )
-    assert chat.returncode == 0, chat.stderr
+    assert chat.returncode == 0, chat.stdout + chat.stderr
     _assert_clean(chat.stdout + chat.stderr)
     out = chat.stdout.splitlines()
     called = [line.split("→ shell: ", 1)[1] for line in out if "→ shell: " in line]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tek_actors.cli._transcript import call_line, result_line, transcript, what_runs
+from tek_actors.cli._transcript import (
+    call_line,
+    remembered_line,
+    remembered_prefix,
+    result_line,
+    transcript,
+    what_runs,
+)
 
 
 def test_a_call_reads_as_what_the_model_asked_for() -> None:
@@ -73,3 +80,35 @@ def test_the_transcript_puts_each_turn_after_its_message() -> None:
         "user> and then?",
         "error> no model answered",
     ]
+
+
+def test_always_says_exactly_the_rule_the_gateway_remembers() -> None:
+    from tek_actors.approvals.policy import remembered
+    from tek_actors.config.model import ApprovalsConfig
+
+    for arguments in (
+        {"argv": ["echo", "alw"]},
+        {"argv": ["rm", "-rf", "a b"], "cwd": "/w"},
+        {"argv": []},
+        {"argv": ["x", 1]},
+        {"path": "/w/a", "content": "x"},
+    ):
+        path, value = remembered(ApprovalsConfig(), "shell", arguments, "auto")
+        prefix = remembered_prefix(arguments)
+        if prefix is None:
+            assert path == "approvals.tools.shell", arguments
+        else:
+            assert path == "approvals.rules" and value[-1]["argv_prefix"] == prefix, arguments
+    assert remembered_line("shell", {"argv": ["echo", "alw"]}, "approve") == (
+        "shell runs `echo alw` and `echo alw …` (these words first, then any) "
+        "without asking from now on"
+    )
+    assert remembered_line("shell", {"argv": ["rm", "-rf", "a b"]}, "deny") == (
+        "shell refuses `rm -rf 'a b'` and `rm -rf 'a b' …` (these words first, then any) "
+        "from now on"
+    )
+    assert remembered_line("write_file", {"path": "/w/a"}, "approve") == (
+        "every write_file call runs without asking from now on"
+    )
+    hostile = remembered_line("shell", {"argv": ["echo", "\x1b[2J", "[red]x"]}, "approve")
+    assert "\x1b" not in hostile and "echo '\\x1b[2J' '[red]x'" in hostile
