@@ -61,6 +61,11 @@ def _describe(tool: str, arguments: Any) -> str:
     if tool == "read_file" and isinstance(path, str):
         offset = args.get("offset")
         return f"read_file {path}" + (f" from byte {offset}" if offset else "")
+    bound = args.get("arguments")
+    if tool.startswith("mcp__") and isinstance(args.get("server"), str) and isinstance(bound, dict):
+        # an MCP call's approval: the server, its own name for the tool, the exact arguments
+        shown = json.dumps(bound, ensure_ascii=False)
+        return f"{tool}: MCP server {args['server']}, tool {args.get('tool')}, arguments {shown}"
     if tool == "write_file" and isinstance(path, str) and isinstance(args.get("content"), str):
         size = len(args["content"].encode())
         return f"write_file {path}: {size} bytes" + (", appended" if args.get("append") else "")

@@ -35,6 +35,10 @@ def test_an_approval_shows_what_really_runs_and_where() -> None:
     assert what_runs("write_file", {"path": "/w/a", "content": "abc", "append": True}) == [
         "write_file /w/a: 3 bytes, appended"
     ]
+    mcp = {"server": "fs", "tool": "read.text", "arguments": {"path": "/n/\x1b[2Jx"}}
+    assert what_runs("mcp__fs__read_text", mcp) == [
+        'mcp__fs__read_text: MCP server fs, tool read.text, arguments {"path": "/n/\\u001b[2Jx"}'
+    ]
 
 
 def test_a_result_reads_as_its_status_exit_and_first_line() -> None:
