@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import difflib
 import hashlib
-import ipaddress
 import json
 import re
 import types
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from tek_actors._net import loopback_host
 from tek_actors.config.migrations import migrate
 from tek_actors.config.model import CURRENT_VERSION, Config, GatewaySettings
 from tek_actors.errors import InvalidValue
@@ -440,13 +440,13 @@ def _endpoint_problems(gateway: GatewaySettings) -> Iterator[dict[str, Any]]:
             host, port = None, None
         if not host or port is None:
             problem = "a tcp endpoint is tcp://HOST:PORT"
-        elif not _is_loopback(host) and not gateway.allow_remote:
+        elif not loopback_host(host) and not gateway.allow_remote:
             problem = (
                 f"{endpoint} accepts connections from other machines: set gateway.allow_remote "
                 "to true first to mean it (those connections then need CURVE keys)"
             )
             expected = "a loopback address (127.0.0.1), or gateway.allow_remote true"
-        elif not _is_loopback(host) and gateway.auth == "token":
+        elif not loopback_host(host) and gateway.auth == "token":
             problem = 'a token is sent in the clear: gateway.auth "token" is for loopback only'
             expected = 'gateway.auth "curve" (or null) beyond loopback'
     else:  # inproc reaches only the process that binds it: no `tek` could connect
@@ -454,15 +454,6 @@ def _endpoint_problems(gateway: GatewaySettings) -> Iterator[dict[str, Any]]:
         expected = "ipc://PATH or tcp://HOST:PORT"
     if problem:
         yield {"path": "gateway.endpoint", "message": problem, "expected": expected}
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name or an interface: not provably loopback
 
 
 def unknown_fields(raw: Any) -> list[dict[str, Any]]:

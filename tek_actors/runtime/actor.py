@@ -11,8 +11,8 @@ touching its state again. The supervisor starts a new incarnation, which rehydra
 Commands are methods decorated with `@command("domain.verb", PayloadModel)`; they run on the
 actor's thread, take the validated payload and return the result (any msgpack-able value).
 A `PersistentActor`'s command may be `pipelined` (it persists with `persist_async` and its
-answer waits, in order, until durable) or `reads` (answered from the durable state once nothing is pending);
-see runtime/persistent.py.
+answer waits, in order, until durable) or `reads` (answered from the durable state once
+nothing is pending); see runtime/persistent.py.
 """
 
 from __future__ import annotations

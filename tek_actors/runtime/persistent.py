@@ -43,10 +43,11 @@ class PersistentActor(Actor, Generic[S]):
     once its events (and every earlier command's) are durable. Commands marked `reads`, and
     every other message (a plain command, a timer, an answer from another actor), first wait
     until nothing is pending, so they see `self.state == latest` as before: a read never
-    misses a change whose event a client has seen. A full or read-only disk that refuses a pending append answers it and every later
-    pending command `unavailable` and drops their events (the state is the durable one, which
-    never moved); any other journal failure is a crash (the new incarnation rehydrates from
-    what is on disk, always a prefix of what was pending). Snapshots are of `self.state` only.
+    misses a change whose event a client has seen. A full or read-only disk that refuses a
+    pending append answers it and every later pending command `unavailable` and drops their
+    events (the state is the durable one, which never moved); any other journal failure is a
+    crash (the new incarnation rehydrates from what is on disk, always a prefix of what was
+    pending). Snapshots are of `self.state` only.
     """
 
     state_model: ClassVar[type[BaseModel]]

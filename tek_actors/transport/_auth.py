@@ -21,7 +21,6 @@ The keys live in `<home>/keys/` (0700; secrets 0600), in zmq.auth's certificate 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import os
 import threading
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 import zmq
 import zmq.auth
 
+from tek_actors._net import loopback_host
 from tek_actors.errors import InvalidValue
 
 __all__ = [
@@ -56,12 +56,7 @@ def is_loopback(endpoint: str) -> bool:
     host = urlsplit(endpoint.replace("*", "0", 1) if endpoint.endswith(":*") else endpoint).hostname
     if host in (None, "", "*", "0.0.0.0", "::"):
         return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name or an interface: not provably loopback
+    return loopback_host(host)
 
 
 def read_token(root: Path) -> str | None:
