@@ -8,14 +8,17 @@ events:
     running --finish--> executed | failed          running, after a crash --> executed | unknown
 
 The policy (`approvals.*` in config) decides at request time: `auto` approves, `deny` denies,
-`ask` leaves it pending for a person. `policy_version` grows with every policy change. The caller
-asks again at the moment the tool is about to run (`approvals.begin` with the policy_version it
-saw): if the policy changed since, the call is evaluated again, so no decision is ever cached
-outside this actor. A call marked running is never started a second time: after a crash, the
-process monitor says whether its process ended (then it is `executed`, with the exit); a call
-whose process was not known yet is driven on by its session through the call's id (the monitor
-journals its intent before it starts a process, so it knows whether it did). Where nobody can
-tell, it is `unknown`, which the caller must report as such and never re-run.
+`ask` leaves it pending for a person. `policy_version` grows with every policy change. The
+caller asks again at the moment the tool is about to run (`approvals.begin` with the
+policy_version it saw): if the policy changed since, the call is evaluated again, so no decision
+is ever cached outside this actor. A request with `begin` set also begins a call the policy
+approves at once, in the same command and commit (requested and running are durable together:
+the policy it was just evaluated under is the current one). A call marked running is never
+started a second time: after a crash, the process monitor says whether its process ended (then
+it is `executed`, with the exit); a call whose process was not known yet is driven on by its
+session through the call's id (the monitor journals its intent before it starts a process, so
+it knows whether it did). Where nobody can tell, it is `unknown`, which the caller must report
+as such and never re-run.
 
 The tool-call path (request, decide, begin, attach, finish) is pipelined (runtime/persistent.py):
 each command is validated against the state with every pending event in it, and answered in
@@ -33,7 +36,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, model_validator
+from pydantic import BaseModel, Field, StrictBool, StrictStr, model_validator
 
 from tek_actors.approvals.messages import ApprovalChanged, WatchApproval
 from tek_actors.approvals.policy import arguments_digest, evaluate, policy_digest, remembered
@@ -102,6 +105,9 @@ class RequestPayload(WireModel):
     tool_call: Key
     tool: Annotated[StrictStr, Field(min_length=1, max_length=128)]
     arguments: dict[str, Any] = Field(default_factory=dict)
+    # Begin it too if it is (or the policy now makes it) approved: request and begin in one
+    # command, one commit; answered `running` with `begun: true` when it may start now.
+    begin: StrictBool = False
 
 
 class DecidePayload(WireModel):
@@ -244,8 +250,10 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         state = self.latest
         digest = arguments_digest(payload.arguments)
         known = self._by_call(state, payload.session, payload.tool_call)
-        if known is not None and known.digest == digest:
-            return self._view(known, state)  # the same call asked twice: one request
+        if known is not None and known.digest == digest:  # the same call asked twice: one request
+            if payload.begin and known.status == "approved":
+                return self._begun(known, self._begin_events(known, state, None))
+            return self._view(known, state)
         now = self.ctx.clock.time()
         action, why = evaluate(self.policy, payload.tool, payload.arguments)
         item_id = "a-" + uuid.uuid4().hex[:12]
@@ -268,7 +276,16 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                 "reason": why,
                 "decided_at": now,
             }
-        return self._pipelined(item_id, NewEvent("approval.requested", item))
+        requested = NewEvent("approval.requested", item)
+        if payload.begin and action == "auto":
+            # Approved under the policy as it is now, so begin's check is already made: one
+            # commit holds both, and the caller may start the tool as soon as it is answered.
+            running = NewEvent(
+                "approval.running",
+                {"id": item_id, "session": payload.session, "status": "running", "started_at": now},
+            )
+            return self._pipelined(item_id, requested, running, begun=True)
+        return self._pipelined(item_id, requested)
 
     @command("approvals.decide", DecidePayload, pipelined=True)
     def decide(self, payload: DecidePayload) -> Any:
@@ -316,35 +333,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             )
         if item.status != "approved":
             return self._view(item, state)  # pending, denied or expired: it must not run
-        events = []
-        if payload.policy_version != state.policy_version or (
-            item.policy_version != state.policy_version
-        ):
-            action, why = evaluate(self.policy, item.tool, item.arguments)
-            if action == "deny":
-                reason = f"the policy changed: {why}"
-                events.append(self._decided(item, False, "policy", reason, state))
-            elif action == "ask" and item.decided_by == "policy":
-                now = self.ctx.clock.time()
-                events.append(
-                    NewEvent(
-                        "approval.requested",
-                        {
-                            **item.model_dump(mode="json"),
-                            "status": "pending",
-                            "decided_by": None,
-                            "reason": f"the policy changed: {why}",
-                            "policy_version": state.policy_version,
-                            "expires_at": now + self.policy.expire_after_s,
-                        },
-                    )
-                )
-        if events:
-            return self._pipelined(item.id, *events)
-        running = _change(
-            "approval.running", item, status="running", started_at=self.ctx.clock.time()
-        )
-        return self._pipelined(item.id, running)
+        return self._begun(item, self._begin_events(item, state, payload.policy_version))
 
     @command("approvals.attach", AttachPayload, pipelined=True)
     def attach(self, payload: AttachPayload) -> dict[str, Any]:
@@ -503,6 +492,32 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
                     )
                 )
 
+    def _begin_events(
+        self, item: Approval, state: ApprovalsState, seen_version: int | None
+    ) -> list[NewEvent]:
+        """What begin does to approved `item`: `approval.running`, or, if the policy changed
+        since the caller saw it (`seen_version`; None: the caller saw nothing older than now)
+        or since the decision, the call evaluated again: denied, or pending for a person."""
+        stale = seen_version is not None and seen_version != state.policy_version
+        if stale or item.policy_version != state.policy_version:
+            action, why = evaluate(self.policy, item.tool, item.arguments)
+            if action == "deny":
+                return [self._decided(item, False, "policy", f"the policy changed: {why}", state)]
+            if action == "ask" and item.decided_by == "policy":
+                now = self.ctx.clock.time()
+                pending = {
+                    **item.model_dump(mode="json"),
+                    "status": "pending",
+                    "decided_by": None,
+                    "reason": f"the policy changed: {why}",
+                    "policy_version": state.policy_version,
+                    "expires_at": now + self.policy.expire_after_s,
+                }
+                return [NewEvent("approval.requested", pending)]
+        return [
+            _change("approval.running", item, status="running", started_at=self.ctx.clock.time())
+        ]
+
     def _decided(
         self, item: Approval, approve: bool, by: str, reason: str, state: ApprovalsState
     ) -> NewEvent:
@@ -518,13 +533,18 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
 
     # -- persisting, and the bound on the state ----------------------------------------------
 
-    def _pipelined(self, item_id: str, *events: NewEvent) -> dict[str, Any]:
-        """persist_async `events` (with the archiving they make due); answers item's view."""
+    def _begun(self, item: Approval, events: list[NewEvent]) -> dict[str, Any]:
+        return self._pipelined(item.id, *events, begun=events[-1].type == "approval.running")
+
+    def _pipelined(self, item_id: str, *events: NewEvent, begun: bool = False) -> dict[str, Any]:
+        """persist_async `events` (with the archiving they make due); answers item's view,
+        with `begun: true` if this command marked it running (the caller may start it)."""
         archived, keep = self._archival(self.latest, events)
+        mark = {"begun": True} if begun else {}
         return self.persist_async(  # type: ignore[no-any-return]
             *events,
             *archived,
-            result=lambda s: self._view(s.items[item_id], s),
+            result=lambda s: self._view(s.items[item_id], s) | mark,
             keep=keep,
         )
 

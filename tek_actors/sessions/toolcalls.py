@@ -4,11 +4,14 @@ The calls of a round run concurrently. Each one, on the session actor's thread (
 every step is a request to another actor whose answer comes back as a message):
 
     plan          check the arguments, resolve paths (an unplannable call is answered at once)
-    request       approvals.request: the policy decides, or the call waits for a person
+    request       approvals.request with `begin`: the policy decides, or the call waits for a
+                  person; a call the policy approves is journaled `running` in the same commit
+                  and answered `begun` (the usual tool call: one command, not two)
     wait          while pending: WatchApproval (sent again every WATCH_S, in case the
                   approval actor restarted and forgot the watch)
-    begin         approvals.begin with the policy_version seen: journaled `running` before the
-                  tool starts, or refused (the policy changed: denied, or back to pending)
+    begin         once a person approved: approvals.begin with the policy_version seen:
+                  journaled `running` before the tool starts, or refused (the policy changed:
+                  denied, or back to pending)
     run           a process tool: procs.start, approvals.attach, WatchProcess, then procs.logs
                   for the output; a file tool: in-process
     result        handed to the session, which journals it; then approvals.finish
@@ -166,6 +169,7 @@ class CallRun:
             "tool_call": self.key,
             "tool": planned.tool,
             "arguments": planned.arguments,
+            "begin": True,
         }
         self.host.request("approvals", "approvals.request", payload, self._requested)
 
@@ -189,9 +193,11 @@ class CallRun:
         elif status in ("denied", "expired"):
             reason = view.get("reason") or status
             self.finish(status, {"error": f"the call was {status}: {reason}"})
-        elif status == "running":  # a restart found it running: on through its effect's key
+        elif status == "running":  # begun by our request, or found running after a restart
             self.began = True
-            if view.get("proc_id"):
+            if view.get("begun"):
+                kill_point("tools.begun")  # running, and nothing started yet
+            if view.get("proc_id"):  # on through its effect's key
                 self.proc_id = view["proc_id"]
                 self.waiting = "process"
                 self._watch_process()

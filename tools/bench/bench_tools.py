@@ -15,6 +15,11 @@ bench_sessions.Talker's: from `sessions.send` to the turn's final `session.messa
             thread, /proc schedstat) and the machine's busy cores: with one GIL, a gateway that
             needs C seconds of CPU per turn cannot pass 1/C turns/s however many sessions run.
 
+  steps     where a tool turn's time goes: for every tool turn of the latency phase, each
+            journaled event's commit time (the journal's `ts`, one per transaction) from the
+            turn's send, p50 per step (`approvals approval.running #1`, ...): the commits one
+            after another that a tool turn waits for. Read from the journal file after the run.
+
 A measurement, not a test: the exit code is 0 whenever it ran.
 
     .venv/bin/python tools/bench/bench_tools.py            # 100 + 100 turns, 60 and 8 x 30
@@ -24,6 +29,7 @@ A measurement, not a test: the exit code is 0 whenever it ran.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -65,6 +71,36 @@ def bare_runs(n: int) -> list[float]:
         subprocess.run(["true"], check=True)
         out.append(time.perf_counter() - t0)
     return out
+
+
+def steps(journal: Path, windows: list[tuple[float, float]]) -> dict[str, float]:
+    """p50 ms from a tool turn's send to each event's commit, per step ("<actor> <type>
+    #<n-th of its kind in the turn>"), over the turns' (send, answered) wall-clock windows."""
+    con = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT ts, actor, type FROM events WHERE ts >= ? AND ts < ? ORDER BY seq",
+            (windows[0][0], windows[-1][1]),
+        ).fetchall()
+    finally:
+        con.close()
+    found: dict[str, list[float]] = {}
+    turn, seen = 0, {}  # seen: step -> how many of it in this turn so far
+    for ts, actor, kind in rows:
+        while turn < len(windows) and ts >= windows[turn][1]:
+            turn, seen = turn + 1, {}
+        if turn == len(windows) or ts < windows[turn][0]:
+            continue  # a plain turn's, between two tool turns
+        step = f"{actor.split('-')[0]} {kind}"
+        seen[step] = seen.get(step, 0) + 1
+        found.setdefault(f"{step} #{seen[step]}", []).append((ts - windows[turn][0]) * 1000)
+    # The steps of (nearly) every tool turn; a session created now and then is not one.
+    common = [
+        (k, round(statistics.median(v), 2))
+        for k, v in found.items()
+        if len(v) >= 0.9 * len(windows)
+    ]
+    return dict(sorted(common, key=lambda step: step[1]))
 
 
 def parallel(
@@ -164,16 +200,20 @@ def main() -> None:
                 talker.turn(warm, TOOL_TEXT)
             bare = bare_runs(20)  # warm
             plain, tool = [], []
+            tool_windows: list[tuple[float, float]] = []
             pair_sessions = fresh(blocks)
             for i in range(pairs):
                 session = pair_sessions[i // TURNS_PER_SESSION]
                 plain.append(talker.turn(session, f"hello {i}"))
+                sent = time.time()
                 tool.append(talker.turn(session, TOOL_TEXT))
+                tool_windows.append((sent, time.time()))
             bare = bare_runs(max(50, pairs))
             one = parallel(talker, [fresh(blocks)], one_turns, gateway.proc.pid)
             many = parallel(talker, [fresh(blocks) for _ in range(8)], many_turns, gateway.proc.pid)
         finally:
             talker.close()
+        tool_steps = steps(tmp / "home" / "state" / "journal.db", tool_windows)
     ms = 1000.0
     p50 = {
         k: statistics.median(v) * ms for k, v in (("plain", plain), ("tool", tool), ("bare", bare))
@@ -193,6 +233,7 @@ def main() -> None:
         "tool_adds_ms": {"p50": round(adds, 2), "p90": round(p90["tool"] - p90["plain"], 2)},
         "tool_adds_beyond_bare_ms": round(beyond, 2),
         "goal_beyond_bare_ms": GOAL_ADDS_MS,
+        "tool_turn_steps_ms": tool_steps,
         "one_session": one,
         "eight_sessions": many,
         "parallel_ratio": round(ratio, 2),
