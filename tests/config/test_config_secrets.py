@@ -73,3 +73,44 @@ def test_an_api_key_is_only_in_config_json_and_its_backups(
             holders.append(path.relative_to(home).as_posix())
     assert holders and all(h == "config.json" or h.startswith("backups/") for h in holders), holders
     assert (home / "state" / "gateway-test.log").stat().st_size > 0  # the log did get lines
+
+
+def test_an_mcp_servers_env_and_headers_are_only_in_config_json_and_its_backups(
+    home: Path, start: Callable[..., Gateway]
+) -> None:
+    """Every value of an MCP server's `env` (and `headers`) is a secret: redacted in every
+    answer, event, snapshot, log line and in the vetting of the change that added it."""
+    from tests.mcp.conftest import server_config
+
+    token = "ghp_" + secrets.token_hex(16)
+    logger.enable("tek_actors")
+    sink = logger.add(home / "state" / "gateway-test.log", level="DEBUG")
+    seen: list[Any] = []
+    try:
+        gateway = start()
+        with gateway.client() as client:
+            server = server_config(home / "marks", env={"GITHUB_TOKEN": token})
+            seen.append(client.call("config.set", {"path": "mcp.servers.gh", "value": server}))
+            seen.append(client.call("config.get"))
+            seen.append(client.call("config.get", {"path": "mcp.servers.gh.env"}))
+            seen.append(client.call("mcp.list"))
+            doc = read_config(home)  # sent back as config.get showed it: the token is kept
+            doc["mcp"]["servers"]["gh"]["env"]["GITHUB_TOKEN"] = REDACTED
+            doc["mcp"]["servers"]["gh"]["timeout_s"] = 30.0
+            seen.append(client.call("config.replace", {"document": doc}))
+            seen.append(client.status())
+        seen.append(_all_events(gateway))
+        gateway.restart()
+        seen.append(_all_events(gateway))
+        gateway.stop(grace_ms=0)
+    finally:
+        logger.remove(sink)
+        logger.disable("tek_actors")
+    assert read_config(home)["mcp"]["servers"]["gh"]["env"]["GITHUB_TOKEN"] == token
+    assert token not in json.dumps(seen)
+    holders = [
+        path.relative_to(home).as_posix()
+        for path in home.rglob("*")
+        if path.is_file() and token.encode() in path.read_bytes()
+    ]
+    assert holders and all(h == "config.json" or h.startswith("backups/") for h in holders), holders
