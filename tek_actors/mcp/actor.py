@@ -36,7 +36,7 @@ from tek_actors.config import Config, ConfigDependent
 from tek_actors.config.model import McpServerConfig
 from tek_actors.config.vetting import Vet, Vetted
 from tek_actors.errors import Conflict, NotFound, Unavailable
-from tek_actors.mcp.catalog import Catalog, McpTool, build_tools
+from tek_actors.mcp.catalog import MAX_TOOLS, Catalog, McpTool, build_tools
 from tek_actors.mcp.link import CallDone, Down, Loop, ServerLink, ToolsListed, Up
 from tek_actors.runtime import ActorContext, PersistentActor, command
 from tek_actors.runtime.actor import tell_quietly
@@ -285,7 +285,11 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
         tools, clashes = build_tools(name, message.tools)
         server.tools = tools
         if clashes:
-            server.last_error = f"tools left out (their names clash once made safe): {clashes}"
+            server.last_error = (
+                f"tools left out (a name that clashes once made safe, or past {MAX_TOOLS} "
+                f"tools): {clashes[:10]}"
+                + (f" and {len(clashes) - 10} more" if len(clashes) > 10 else "")
+            )
         if isinstance(message, Up):
             server.state, server.pid = "running", message.pid
             self._answer_waiting(server, None, name)

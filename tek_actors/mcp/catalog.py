@@ -25,6 +25,7 @@ __all__ = ["PREFIX", "Catalog", "McpTool", "exposed_name", "split_name"]
 
 PREFIX = "mcp__"
 _MAX_NAME = 64
+MAX_TOOLS = 128  # offered per server
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -68,10 +69,11 @@ def split_name(name: str) -> tuple[str, str] | None:
 
 
 def build_tools(server: str, listed: list[dict[str, Any]]) -> tuple[list[McpTool], list[str]]:
-    """The tools of `server` as the model will see them, and the names that clashed."""
+    """The tools of `server` as the model will see them (at most MAX_TOOLS: a server cannot
+    crowd the model's context out), and the names left out (a clash, or past the bound)."""
     tools: dict[str, McpTool] = {}
-    clashes = []
-    for item in listed:
+    clashes = [item["name"] for item in listed[MAX_TOOLS:]]
+    for item in listed[:MAX_TOOLS]:
         exposed = exposed_name(server, item["name"])
         if exposed in tools:
             clashes.append(item["name"])

@@ -304,10 +304,13 @@ class CallRun:
             else:  # refused before anything ran: a server failed or disabled, no such tool
                 self.finish("failed", {"error": str(value)})
             return
+        limit = self.host.config.limits.tool_output_bytes  # a server may answer anything
+        output, truncated = bound_output(str(value.get("output", "")), limit)
+        cut = {"truncated": True} if truncated else {}
         if value.get("is_error"):
-            self.finish("failed", {"error": value["output"]} | _flags(value))
+            self.finish("failed", {"error": output} | _flags(value) | cut)
         else:
-            self.finish("executed", {"output": value["output"]})
+            self.finish("executed", {"output": output} | cut)
 
     def _attached(self, ok: bool, value: Any) -> None:
         if not ok:  # only a restart of the gateway needs it, to learn how the call ended

@@ -85,6 +85,11 @@ def picture() -> list[object]:
     return [ImageContent(type="image", data=pixel, mime_type="image/png"), "a tiny picture"]
 
 
+@app.tool(description="Answer `size` characters.")
+def big(size: int) -> str:
+    return "x" * size
+
+
 @app.tool(description="Answer an error result.")
 def broken() -> str:
     raise ToolError("broken on purpose")

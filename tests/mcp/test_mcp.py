@@ -147,6 +147,23 @@ def test_an_error_result_and_a_call_of_a_tool_nobody_offers_are_reported(
     assert nobody["status"] == "error" and "'nope' is not running" in nobody["text"]
 
 
+def test_a_huge_answer_is_bounded_like_any_tool_output(gateway_with: Start, tmp_path: Path) -> None:
+    config = {
+        "approvals": {"default": "auto"},
+        "limits": {"tool_output_bytes": 4096},
+        "mcp": {"servers": {"t": server_config(tmp_path / "marks")}},
+    }
+    _, client = gateway_with(config)
+    until_state(client, "running")
+    session = client.call("sessions.create", {"cwd": str(tmp_path)})
+    sent = send_tool_call(client, session["id"], "mcp__t__big", {"size": 500_000})
+    final_answer(client, session["id"], sent)
+    [result] = tool_results(client, session["id"])
+    told = json.loads(result["text"])
+    assert result["status"] == "executed" and told["truncated"] is True
+    assert len(told["output"].encode()) < 4096 + 100 and "bytes left out" in told["output"]
+
+
 def test_a_server_killed_mid_call_gives_a_visible_error_is_restarted_and_works_after(
     gateway_with: Start, tmp_path: Path
 ) -> None:
