@@ -52,6 +52,7 @@ MAX_DEATHS = 5  # ends on its own within WINDOW_S that make a server `failed`
 WINDOW_S = 60.0
 BACKOFF_S = (0.5, 30.0)  # the first restart's delay, doubled each time up to the second
 STOP_S = 5.0  # a stop of every server (the SDK allows each 2 s after stdin closes, then kills)
+_BOUND = ("server", "tool", "arguments")  # what an intent's key binds
 KEEP_OUTPUT = 16 << 10  # of a result's output, kept in its intent for a resend
 STAGED_S = 60.0  # a server started for a change's trial waits this long to be taken over
 _UNKNOWN = (
@@ -204,6 +205,13 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
     @command("mcp.call", _Call)
     def call(self, payload: _Call) -> Any:
         found = self.state.intents.find(payload.key)
+        asked = (payload.server, payload.tool, payload.arguments)
+        if found is not None and asked != tuple(found.spec.get(k) for k in _BOUND):
+            raise Conflict(  # a key binds one call: never another call's result, or a re-run
+                f"the key {payload.key!r} belongs to another call (of {found.spec.get('tool')!r} "
+                f"on {found.spec.get('server')!r}, or other arguments); nothing was run",
+                details={"key": payload.key},
+            )
         if found is not None:
             if found.status == "pending":  # under way in this incarnation: wait for it
                 self.calls.setdefault(found.id, []).append(self.defer())

@@ -277,6 +277,11 @@ def test_bad_requests_change_nothing(gateway_with: Start, tmp_path: Path) -> Non
         client.call("mcp.call", {"server": "t", "tool": "echo"})  # no key
     with pytest.raises(NotFound, match="no tool 'nope'"):
         client.call("mcp.call", {"server": "t", "tool": "nope", "key": "k"})
+    one = {"server": "t", "tool": "echo", "arguments": {"text": "one"}, "key": "k2"}
+    assert client.call("mcp.call", one)["output"] == "echo: one"
+    assert client.call("mcp.call", one)["output"] == "echo: one"  # the same call: not run again
+    with pytest.raises(Conflict, match="belongs to another call"):  # a key taken for another
+        client.call("mcp.call", {**one, "arguments": {"text": "two"}})
     for value in (
         {"command": []},
         {"command": ["x"], "url": "http://127.0.0.1:1/mcp"},
@@ -290,7 +295,7 @@ def test_bad_requests_change_nothing(gateway_with: Start, tmp_path: Path) -> Non
     with pytest.raises(InvalidValue, match=r"mcp\.servers"):
         client.call("config.set", {"path": "mcp.servers.a__b", "value": {"command": ["x"]}})
     assert list(client.call("mcp.list", {})["servers"]) == ["t"]
-    assert marks(tmp_path / "marks") == []
+    assert marks(tmp_path / "marks") == ['echo done "one"']
 
 
 def test_secrets_in_env_and_headers_are_redacted(gateway_with: Start, tmp_path: Path) -> None:
