@@ -7,6 +7,8 @@ server runs and its tools are listed, or with why it could not start (nothing ch
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from tek_actors.cli._output import Output, gateway_client
@@ -59,7 +61,13 @@ def list_(out: Output) -> None:
 @mcp.command(context_settings={"ignore_unknown_options": True})
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="For the server.")
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME[=VALUE]",
+    help="For the server; NAME alone takes the value from this shell (keep secrets off argv).",
+)
 @click.option("--cwd", default=None, help="Its working folder (absolute).")
 @click.option("--timeout", "timeout_s", type=float, default=None, help="Per call, in seconds.")
 @click.pass_obj
@@ -75,11 +83,7 @@ def add(
     @modelcontextprotocol/server-filesystem /tmp`. Answered once it runs."""
     value: dict[str, object] = {"command": list(command)}
     if env:
-        pairs = [e.partition("=") for e in env]
-        bad = [e for e, (_, sep, _) in zip(env, pairs, strict=True) if not sep]
-        if bad:
-            raise click.BadParameter(f"{bad[0]!r} is not KEY=VALUE", param_hint="--env")
-        value["env"] = {k: v for k, _, v in pairs}
+        value["env"] = dict(_env_value(item) for item in env)
     if cwd is not None:
         value["cwd"] = cwd
     if timeout_s is not None:
@@ -94,6 +98,17 @@ def add(
         {**result, "server": view},
         f"{name}: {view.get('state', '?')}, runs {argv_line(command)}; its tools: {tools}",
     )
+
+
+def _env_value(item: str) -> tuple[str, str]:
+    """`NAME=VALUE`, or `NAME` alone: its value in this shell (a secret typed on a command
+    line is visible to every user in `ps`; one in the environment is not)."""
+    name, sep, value = item.partition("=")
+    if sep:
+        return name, value
+    if name not in os.environ:
+        raise click.BadParameter(f"{name} is not set in this shell", param_hint="--env")
+    return name, os.environ[name]
 
 
 @mcp.command()

@@ -4,6 +4,8 @@ cannot start), and `tek mcp list|add|remove|restart` through the real `tek`."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -70,10 +72,49 @@ def test_tek_mcp_add_list_restart_remove(home: Path, tmp_path: Path) -> None:
             (["mcp", "remove", "nope"], 1),
             (["mcp", "restart", "nope"], 1),
             (["mcp", "add", "a__b", "--", "x"], 1),
-            (["mcp", "add", "v", "--env", "NOEQUALS", "--", "x"], 2),
+            (["mcp", "add", "v", "--env", "TEK_NOT_SET_ANYWHERE", "--", "x"], 2),
             (["mcp", "add", "v"], 2),
         ):
             result = tek(home, *args)
             assert result.returncode == code, (args, result.stdout, result.stderr)
             assert "Traceback" not in result.stderr
         assert json.loads(tek(home, "mcp", "list", "--json").stdout)["servers"] == {}
+
+
+@pytest.mark.slow
+def test_tek_mcp_add_takes_a_secret_from_the_shell_not_from_argv(
+    home: Path, tmp_path: Path
+) -> None:
+    token = "ghp_" + "s3cr3t" * 4
+    with GatewayProcess(home) as gateway:
+        added = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tek_actors",
+                "--home",
+                str(home),
+                "mcp",
+                "add",
+                "gh",
+                "--env",
+                "GITHUB_TOKEN",
+                "--",
+                sys.executable,
+                str(SERVER),
+                str(tmp_path / "m"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            env=dict(os.environ, TEK_LOG_LEVEL="WARNING", GITHUB_TOKEN=token),
+        )
+        assert added.returncode == 0, added.stderr
+        assert token not in added.stdout + added.stderr
+        with gateway.client() as client:
+            assert client.call("config.get", {"path": "mcp.servers.gh.env"})["value"] == {
+                "GITHUB_TOKEN": "<redacted>"
+            }
+    assert json.loads((home / "config.json").read_text())["mcp"]["servers"]["gh"]["env"] == {
+        "GITHUB_TOKEN": token
+    }
