@@ -101,6 +101,10 @@ class Catalog:
     def tools(self) -> Mapping[str, McpTool]:
         return self._tools
 
+    def running(self, server: str) -> bool:
+        """Whether `server` runs and its tools are listed (an empty list too)."""
+        return server in self._by_server
+
     def publish(self, server: str, tools: list[McpTool]) -> None:
         with self._lock:
             self._by_server[server] = tuple(tools)

@@ -354,7 +354,7 @@ def plan_call(
     """The checked, resolved form of `call`; ToolError if it cannot run."""
     args = call.arguments
     if split_name(call.name) is not None:
-        return _plan_mcp(call, catalog)
+        return _plan_mcp(call, config, catalog)
     if call.name == "shell":
         shell = _parse(_ShellArgs, args, call.name)
         cwd = _resolve(workdir, shell.cwd) if shell.cwd else str(workdir)
@@ -385,17 +385,31 @@ def plan_call(
     )
 
 
-def _plan_mcp(call: ToolCall, catalog: Catalog | None) -> PlannedCall:
-    tool = (catalog.tools() if catalog is not None else {}).get(call.name)
-    if tool is None:
-        server = (split_name(call.name) or ("", ""))[0]
-        raise ToolError(
-            f"there is no tool {call.name!r} now: the MCP server {server!r} is not running or "
-            "does not offer it (tek mcp list); nothing was run"
-        )
+def _plan_mcp(call: ToolCall, config: Config, catalog: Catalog | None) -> PlannedCall:
+    """An MCP call of a tool the server lists; or, while its server is still starting (a
+    gateway restart starts them again), of the tool by the name the model gave: the call
+    waits for the server (mcp.call says `unavailable` until it runs), then runs or is refused
+    if the server has no such tool."""
+    server, name = split_name(call.name) or ("", "")
+    tool = catalog.tools().get(call.name) if catalog is not None else None
+    if tool is not None:
+        server, name = tool.server, tool.name
+    else:
+        configured = config.mcp.servers.get(server)
+        if (
+            configured is None
+            or not configured.enabled
+            or catalog is None
+            or catalog.running(server)
+        ):
+            why = "does not offer it" if configured is not None else "is not configured"
+            raise ToolError(
+                f"there is no tool {call.name!r}: the MCP server {server!r} {why} "
+                "(tek mcp list); nothing was run"
+            )
     if not isinstance(call.arguments, dict):
         raise ToolError(f"{call.name}: its arguments must be an object")
-    bound = {"server": tool.server, "tool": tool.name, "arguments": call.arguments}
+    bound = {"server": server, "tool": name, "arguments": call.arguments}
     return PlannedCall(call.name, "mcp", bound)
 
 

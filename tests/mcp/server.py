@@ -1,6 +1,6 @@
 """An MCP server for the tests, written with the SDK (MCPServer), run as a real stdio server.
 
-    python server.py MARKS [--fail-start] [--slow-start] [--http PORT]
+    python server.py MARKS [--fail-start] [--slow-start SECONDS] [--http PORT]
 
 Every tool call appends a line to MARKS (`<tool> start|done|cancelled <args>`), which is how a
 test learns what ran, how often, and whether a cancellation reached the server.
@@ -26,7 +26,7 @@ if "--fail-start" in sys.argv:
 if "--slow-start" in sys.argv:  # a server whose start takes a while (before it reads stdin)
     import time
 
-    time.sleep(30)
+    time.sleep(float(sys.argv[sys.argv.index("--slow-start") + 1]))
 
 app = MCPServer("tek-test")
 

@@ -144,7 +144,7 @@ def test_an_error_result_and_a_call_of_a_tool_nobody_offers_are_reported(
     final_answer(client, session["id"], sent)
     broken, nobody = tool_results(client, session["id"])
     assert broken["status"] == "failed" and "broken on purpose" in broken["text"], broken
-    assert nobody["status"] == "error" and "'nope' is not running" in nobody["text"]
+    assert nobody["status"] == "error" and "'nope' is not configured" in nobody["text"]
 
 
 def test_a_huge_answer_is_bounded_like_any_tool_output(gateway_with: Start, tmp_path: Path) -> None:
@@ -368,9 +368,31 @@ def test_a_server_removed_while_it_starts_is_stopped_and_leaves_nothing_running(
 ) -> None:
     """Its start (30 s before it answers) is cut short at once, and the test's leftover check
     (every child process of the test) sees no server after the gateway stops."""
-    config = {"mcp": {"servers": {"t": server_config(tmp_path / "marks", "--slow-start")}}}
+    config = {"mcp": {"servers": {"t": server_config(tmp_path / "marks", "--slow-start", "30")}}}
     gateway, client = gateway_with(config)
     until_state(client, "starting")
     client.call("config.unset", {"path": "mcp.servers.t"})
     assert client.call("mcp.list", {})["servers"] == {}
     gateway.stop(grace_ms=0)
+
+
+def test_a_call_made_while_its_server_starts_waits_for_it_and_runs_once(
+    gateway_with: Start, tmp_path: Path
+) -> None:
+    """After a gateway start the servers start in the background: a turn that calls one of a
+    configured server's tools before it runs is approved with what it names and waits."""
+    config = {
+        "approvals": {"default": "auto"},
+        "mcp": {"servers": {"t": server_config(tmp_path / "marks", "--slow-start", "2")}},
+    }
+    _, client = gateway_with(config)
+    assert server_view(client)["state"] == "starting"
+    session = client.call("sessions.create", {"cwd": str(tmp_path)})
+    sent = send_tool_call(client, session["id"], "mcp__t__echo", {"text": "early"})
+    final_answer(client, session["id"], sent)
+    [result] = tool_results(client, session["id"])
+    assert result["status"] == "executed" and "echo: early" in result["text"]
+    sent = send_tool_call(client, session["id"], "mcp__t__nosuch", {})  # running now: refused
+    final_answer(client, session["id"], sent)
+    assert "does not offer it" in tool_results(client, session["id"])[-1]["text"]
+    assert marks(tmp_path / "marks") == ['echo done "early"']
