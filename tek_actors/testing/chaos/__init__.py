@@ -10,7 +10,9 @@ DEALER socket and speaking nothing but MessagePack envelopes:
 
     config      config.set of limits.proc_output_lines, strictly increasing values
     senders     sessions.create, then sessions.send of numbered messages
-    tools       sessions.send of `tool: shell {"argv": [...]}`; each call appends its token to a
+    tools       sessions.send of `tool: shell {"argv": [...]}`, or (3 in 10) of a tool of the
+                run's MCP server (tek_actors/testing/mcp_server.py: `mcp__chaos__mark` by a
+                rule, `mcp__chaos__mark_asked` by a person); each call appends its token to a
                 marker file (half approved by the rule, half wait for a person)
     decider     approvals.list {"status": "pending"} -> approvals.decide (some are denied)
     procs       procs.start of `sh -c` printing 1..40 (some slowly), each with its idem in argv

@@ -12,6 +12,7 @@ gathered and report FINDINGS through the run; they send nothing.
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from tek_actors.testing.chaos._report import (
     CONFIG_BASE,
     CONFIG_PATH,
     LINES,
+    MCP_ASKED,
+    MCP_AUTO,
     ChaosReport,
     _ranges,
     _short,
@@ -49,7 +52,7 @@ class _Checks:
         self.approvals = {a["id"]: a for a in final.approvals}
         self.by_token: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in final.approvals:
-            token = _token_in(" ".join((item.get("arguments") or {}).get("argv") or []))
+            token = _token_in(json.dumps(item.get("arguments") or {}))  # shell or MCP
             if token:
                 self.by_token[token].append(item)
         self.unknown_starts = 0
@@ -256,9 +259,10 @@ class _Checks:
             if [r for _, r in got] != [status] or any(s != item["session"] for s, _ in got):
                 self.found("outcome_disagrees", **detail, session_results=got)
             argv0 = ((item.get("arguments") or {}).get("argv") or [""])[0]
-            if argv0 == "sh" and by != "policy":
+            if (argv0 == "sh" or item.get("tool") == MCP_AUTO) and by != "policy":
                 self.found("rule_call_by_person", **detail)
-            if argv0 == "/bin/sh" and by == "policy" and status != "denied":
+            asked = argv0 == "/bin/sh" or item.get("tool") == MCP_ASKED
+            if asked and by == "policy" and status != "denied":
                 self.found("person_call_by_rule", **detail)
             decision = self.s.decisions.get(item["id"])
             if decision == "deny" and status != "denied":

@@ -13,6 +13,8 @@ from typing import Any
 # The load's fixed figures, which the load, the checks and the findings share.
 CONFIG_PATH = "limits.proc_output_lines"  # harmless: any value >= LINES keeps every line
 CONFIG_BASE = 20_000
+MCP_AUTO = "mcp__chaos__mark"  # the chaos MCP server's tool a rule approves
+MCP_ASKED = "mcp__chaos__mark_asked"  # and the one a person decides
 LINES = 40
 
 _ACK, _TOK, _AGREE = "1-acknowledged", "2-tokens", "3-agreement"

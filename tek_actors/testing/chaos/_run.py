@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -17,7 +18,13 @@ from tek_actors.testing.chaos._checks import _Checks
 from tek_actors.testing.chaos._follower import _Follower
 from tek_actors.testing.chaos._link import _Link
 from tek_actors.testing.chaos._replays import _check_replay, _check_resends
-from tek_actors.testing.chaos._report import CONFIG_BASE, CONFIG_PATH, ChaosReport, ChaosSettings
+from tek_actors.testing.chaos._report import (
+    CONFIG_BASE,
+    CONFIG_PATH,
+    MCP_AUTO,
+    ChaosReport,
+    ChaosSettings,
+)
 from tek_actors.testing.chaos._rest import _Rest
 from tek_actors.testing.chaos._schedule import _Schedule
 from tek_actors.testing.chaos._state import _Abort, _Run
@@ -59,9 +66,13 @@ class _Chaos:
         s.work.mkdir(parents=True, exist_ok=True)
         rule = {"tool": "shell", "argv_prefix": ["sh", "-c"], "action": "auto"}
         limits = {CONFIG_PATH.split(".")[1]: CONFIG_BASE}
-        write_config(
-            self.home, {"approvals": {"default": "ask", "rules": [rule]}, "limits": limits}
-        )
+        mcp = {  # its tools append their token to the same marker as the shell calls
+            "command": [sys.executable, "-m", "tek_actors.testing.mcp_server"],
+            "env": {"TEK_CHAOS_MARKER": str(s.tool_marker)},
+        }
+        approvals = {"default": "ask", "rules": [rule], "tools": {MCP_AUTO: "auto"}}
+        config = {"approvals": approvals, "limits": limits, "mcp": {"servers": {"chaos": mcp}}}
+        write_config(self.home, config)
         try:
             self.schedule.first_start()
             s.endpoint = self.schedule.endpoint()

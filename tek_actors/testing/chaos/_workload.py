@@ -15,7 +15,13 @@ import traceback
 from typing import Any
 
 from tek_actors.testing.chaos._link import _Link, _ReadError
-from tek_actors.testing.chaos._report import CONFIG_BASE, CONFIG_PATH, LINES
+from tek_actors.testing.chaos._report import (
+    CONFIG_BASE,
+    CONFIG_PATH,
+    LINES,
+    MCP_ASKED,
+    MCP_AUTO,
+)
 from tek_actors.testing.chaos._state import Op, _Abort, _Run
 
 
@@ -108,6 +114,9 @@ class _ToolSender(_Worker):
                     f"echo {token} >> {self.chaos.tool_marker}",
                 ]
                 text = "tool: shell " + json.dumps({"argv": argv})
+                if self.rng.random() < 0.3:  # a call of the MCP server's tool instead
+                    tool = MCP_AUTO if auto else MCP_ASKED
+                    text = f"tool: {tool} " + json.dumps({"token": token})
                 meta = {"session": session, "token": token, "auto": auto}
                 self.op(
                     "sessions.send", {"id": session, "text": text}, f"chaos-tool-{n:05d}", **meta
