@@ -1,4 +1,5 @@
-"""How another actor learns how a process ended (the approval actor, after a restart)."""
+"""How another actor learns how a process ended (a session running a tool, the approval actor
+after a restart), and with it the output of a short process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,16 @@ class WatchProcess:
 
 @dataclass(frozen=True, slots=True)
 class ProcEnded:
+    """How `proc_id` ended, told once that is durable. `lines`: its output from the first
+    line, as `procs.logs` gives it, at most limits.tool_output_bytes of text; `next` is the
+    last n among them and `last` the last n there is: when `next < last`, read the rest with
+    `procs.logs` from `since: next`. None when the monitor holds no whole output to send (lines
+    dropped from memory, or a process it no longer keeps): read it all with `procs.logs`."""
+
     proc_id: str
     state: str  # exited | lost | unknown (no such process)
     exit_code: int | None = None
     signal: int | None = None
+    lines: tuple[dict[str, Any], ...] | None = field(default=None, repr=False)
+    next: int = 0
+    last: int = 0

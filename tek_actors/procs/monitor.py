@@ -1,13 +1,13 @@
 """ProcessMonitorActor: tool processes that outlive gateway crashes, with every line of output.
 
-`procs.start` journals its intent, then hands the start to a runner (runner.py), forked by the
-monitor's zygote (zygote.py, launcher.py; the old runner of spawn.launch when there is none). The
-runner detaches the process (own session, own process group), sends its output to log files
-under `<state>/procs/<id>/` and records its exit in `status.json`. A start is done once per key
-(a tool call, an idem key); one a crash left unfinished is settled from the world before
-anything is served (runtime/effects.py). A start is answered when the runner reports, which
-comes as a message (starts.py): the monitor's thread never waits for a runner, so the starts of
-many sessions run side by side.
+`procs.start` hands the start to a runner (runner.py), which starts it once its intent is
+journaled (starts.py), forked by the monitor's zygote (zygote.py, launcher.py; the old runner of
+spawn.launch when there is none). The runner detaches the process (own session, own process
+group), sends its output to log files under `<state>/procs/<id>/` and records its exit in
+`status.json`. A start is done once per key (a tool call, an idem key); one a crash left
+unfinished is settled from the world before anything is served (runtime/effects.py). A start is
+answered when the runner reports, which comes as a message (starts.py): the monitor's thread
+never waits for a runner, so the starts of many sessions run side by side.
 
 The watcher (watcher.py) holds a pidfd on each process's runner: the runner exits right after
 it wrote the end to status.json, so the end is read, with the rest of the output, the moment it
@@ -17,6 +17,12 @@ offsets, so a restarted monitor resumes exactly where the journal says and backf
 written while it was down, with no line twice; it also checks liveness, should a watch ever
 miss. The end of a process comes from its status file, so it is known even if the gateway was
 down when it ended.
+
+The path of a start and of a quick process's end is pipelined (persist_async): the intent,
+`proc.started` and the output with `proc.exited` are queued one behind the other and this
+thread goes on; whatever must wait for one of them to be durable (the go to the runner, the
+answer to `procs.start`, telling a session how its process ended) runs as its continuation.
+A `WatchProcess` told of an end carries the process's output when it is short (ProcEnded).
 
 Liveness is the pid plus the process's start time (psutil), never a client connection. On
 rehydration a recorded process is adopted only if both still match; a pid that now belongs to
@@ -30,6 +36,7 @@ import contextlib
 import os
 import shutil
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,7 +44,7 @@ import psutil
 import pykka
 
 from tek_actors.config import Config, ConfigDependent
-from tek_actors.errors import Conflict, NotFound
+from tek_actors.errors import Conflict, NotFound, StorageUnavailable
 from tek_actors.procs.messages import ProcEnded, WatchProcess
 from tek_actors.procs.output import read_output
 from tek_actors.procs.spawn import is_alive, read_status
@@ -55,7 +62,7 @@ from tek_actors.procs.state import (
 )
 from tek_actors.procs.watcher import Closed, Exited, Watcher, WatcherFailed
 from tek_actors.procs.watcher import Line as PipeLine
-from tek_actors.runtime import ActorContext, PersistentActor, command
+from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
 from tek_actors.runtime.actor import tell_quietly
 from tek_actors.runtime.effects import apply_effect
 from tek_actors.store import NewEvent
@@ -110,6 +117,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.tick_s = float(ctx.options.get("tick_s", TICK_S))
         self.keep_lines = 10_000
         self.max_running = 16
+        self.output_bytes = 64 << 10  # what a ProcEnded carries at most (limits.tool_output_bytes)
         self.secret_env: set[str] = set()
         self.watchers: dict[str, list[pykka.ActorRef[Any]]] = {}
         self.following: set[str] = set()  # processes whose runner's (or own) exit is watched
@@ -119,6 +127,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
     def configure(self, config: Config) -> None:
         self.keep_lines = config.limits.proc_output_lines
         self.max_running = config.limits.max_processes
+        self.output_bytes = config.limits.tool_output_bytes
         self.secret_env = {p.api_key_env for p in config.providers.values() if p.api_key_env}
 
     # -- events ------------------------------------------------------------------------------
@@ -184,6 +193,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.watcher.start()
         self.starts.open(self.watcher)  # the zygote's interpreter starts while we rehydrate
         self.starts.settle_earlier()
+        self.starts.sweep_orphans()
         for gone in self.state.removed:
             self._delete_folder(gone.dir)  # a crash may have come between journal and delete
         for record in list(self.state.procs.values()):
@@ -201,13 +211,47 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.starts.settle_in_flight()  # a clean stop answers every start it took
         super().on_end()
 
-    @command("procs.start", StartPayload)
+    @command("procs.start", StartPayload, pipelined=True)
     def start_process(self, payload: StartPayload) -> dict[str, Any] | None:
         """Start a process, once per key: a tool call's id, else the request's idem key. The
         intent is journaled before the runner starts; a request under a key already used gets
         the first start's answer, when it has one (see starts.py). Answered later (deferred):
-        once the runner reported, or the world said how the start went."""
+        once the runner reported, or the world said how the start went. Pipelined: a start
+        does not wait for the one before it to be journaled."""
         return self.starts.start(payload, self._ticket)
+
+    # -- pipelining ----------------------------------------------------------------------------
+
+    def waits_for_pending(self, message: Any) -> bool:
+        """A zygote's line (a fork, a runner's report, a process's end) is handled at once,
+        against self.latest, and persists with persist_async: the settle of a start and the
+        end of its process go to the journal one right behind the other."""
+        if isinstance(message, PipeLine):
+            return False
+        return super().waits_for_pending(message)
+
+    def continuation(self, then: Callable[[bool, Any], None]) -> Ticket:
+        """A ticket nobody waits on, for persist_async or reply_in_order: once everything
+        queued before it is durable, `then(True, value)` runs on this thread, in order;
+        `then(False, error)` if the disk refused it (StorageUnavailable: nothing of it was
+        written) or this incarnation is crashing (then `then` must only release things)."""
+        return Ticket("procs.continuation", {}, lambda _ticket, ok, value: then(ok, value))
+
+    def when_durable(self, then: Callable[[], None]) -> None:
+        """Run `then` once everything persisted so far is durable (at once if it is); never if
+        the disk refused it (a later tick or incarnation does it again)."""
+        self.reply_in_order(self.continuation(lambda ok, _value: then() if ok else None), True, 0)
+
+    def crash_unless_durable(self, what: str) -> None:
+        """What was persisted so far must reach the disk: if the disk refuses it, crash, so
+        that the next incarnation settles from the world what this one could not record
+        (a process that started, say), as a blocking persist that failed would have."""
+
+        def check(ok: bool, value: Any) -> None:
+            if not ok and isinstance(value, StorageUnavailable):
+                raise RuntimeError(f"{what} could not be journaled") from value
+
+        self.reply_in_order(self.continuation(check), True, 0)
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -346,16 +390,16 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.following.discard(key)
         if kind == "runner" and self.starts.runner_gone(key):
             return  # it died before it reported: the start is settled from the world
-        record = self.state.procs.get(key)
+        record = self.latest.procs.get(key)
         if record is not None and record.state == "running":
             self._check(record)
-            record = self.state.procs[key]
+            record = self.latest.procs[key]
             if record.state == "running":  # its runner is gone, the process is not
                 self.follow(record, runner_gone=True)
 
     def ended(self, proc_id: str, end: dict[str, Any]) -> None:
         """The runner of `proc_id` says how it ended (what it is writing to status.json)."""
-        record = self.state.procs.get(proc_id)
+        record = self.latest.procs.get(proc_id)
         if record is not None and record.state == "running" and _records_end(end, record):
             self._check(record, status=end)
 
@@ -427,9 +471,9 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 "reason": reason,
             }
         # The rest of the output and the end in one transaction: whoever learns of the end
-        # (a session, through WatchProcess) finds every line already there.
+        # (a session, through WatchProcess) finds every line already there, once it is durable.
         self._tail(record, final=True, then=NewEvent("proc.exited", end))
-        self._ended(record.id)
+        self.when_durable(lambda: self._ended(record.id))
 
     def _tell_end(self, ref: pykka.ActorRef[Any], proc_id: str, record: ProcRecord | None) -> None:
         gone = next((r for r in self.state.removed if r.id == proc_id), None)
@@ -438,7 +482,29 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         elif record is None:
             tell_quietly(ref, ProcEnded(proc_id, "unknown"))
         else:
-            tell_quietly(ref, ProcEnded(proc_id, record.state, record.exit_code, record.signal))
+            lines, upto = self._short_output(record)
+            last = record.next_n - 1
+            tell_quietly(
+                ref,
+                ProcEnded(
+                    proc_id, record.state, record.exit_code, record.signal, lines, upto, last
+                ),
+            )
+
+    def _short_output(self, record: ProcRecord) -> tuple[tuple[dict[str, Any], ...] | None, int]:
+        """The output lines to send with a ProcEnded, as procs.logs gives them, and the last n
+        among them: from the first line, at most self.output_bytes of text (the rest is read
+        with procs.logs). None when lines were dropped from memory (procs.logs marks where)."""
+        if record.dropped:
+            return None, 0
+        out: list[dict[str, Any]] = []
+        size = 0
+        for line in record.lines:
+            size += len(line.text.encode()) + 1
+            if size > self.output_bytes and out:
+                break
+            out.append(line.model_dump())
+        return tuple(out), out[-1]["n"] if out else 0
 
     def _ended(self, proc_id: str) -> None:
         for ref in self.watchers.pop(proc_id, []):
@@ -455,7 +521,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             if last and then is not None:
                 events.append(then)
             if events:
-                self.persist(*events)
-            record = self.state.procs.get(record.id, record)  # (an old end may be pruned at once)
+                self.persist_async(*events, ticket=self.continuation(lambda ok, value: None))
+            record = self.latest.procs.get(record.id, record)  # (an old end may be pruned at once)
             if last:
                 return record

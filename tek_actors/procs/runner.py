@@ -19,6 +19,14 @@ Every write of status.json is atomic, so whatever reads it (a monitor that was d
 sees a whole record, and fsynced: the end before the runner exits, the start just after it was
 reported (the monitor journals the start durably before it answers anyway).
 
+A start handed out before its intent is durable (the zygote's, see starts.py) has `"go": true`
+in its spec: the runner reads the spec, then waits on the FIFO `DIR/go` until the monitor
+writes "go" there, which it does only once the intent is durable. The gateway alone holds the
+FIFO's write end, so a gateway that dies first (or a monitor that gives the start up) closes
+it, and the runner exits having claimed nothing: the monitor's claim then settles the start as
+never started. The effect starts only once its intent is durable, as always; the runner's
+wake-up, the spec and the hand-off now overlap the intent's commit instead of following it.
+
 Before it starts the process the runner *claims* the start: it creates `DIR/claim` with
 O_EXCL, writing its pid. A monitor that finds the start without an outcome (a later boot, or
 this one once the runner or its zygote died before reporting) makes the same claim: exactly
@@ -29,12 +37,13 @@ status.json. The report to the monitor is best effort: a monitor killed meanwhil
 the runner (and the exit status) with it.
 
 The standard library only, run by path (`-I`): importing the whole tek_actors package would
-take most of a second. Test kill points (`runner.claimed`, `runner.started`) are read from the
-environment like runtime/killpoints.py's.
+take most of a second. Test kill points (`runner.ready`, `runner.claimed`, `runner.started`)
+are read from the environment like runtime/killpoints.py's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import json
@@ -46,6 +55,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+# How long a runner waits for its go (the gateway closing its end answers much sooner; this is
+# only against a monitor that kept the FIFO open and forgot it).
+GO_TIMEOUT_S = 60
 
 
 def write_status(folder: Path, status: dict[str, Any], *, durable: bool = True) -> None:
@@ -121,6 +134,42 @@ def claim(folder: Path, owner: str) -> bool:
     return True
 
 
+def wait_for_go(folder: Path) -> bool:
+    """Wait until the monitor says the start's intent is durable: "go" on the FIFO `DIR/go`,
+    whose write end only the gateway holds. EOF (the gateway died, or the monitor gave the start
+    up: its intent was refused or it settled the start without us) or GO_TIMEOUT_S without a
+    word: False, and the runner must start nothing. A blocking read, not select: on Linux a
+    FIFO whose writer was there before the reader opened never polls as hung up."""
+    kill_point("runner.ready")
+    path = folder / "go"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # never waits for a writer to open
+    except OSError:
+        return False
+    try:
+        os.set_blocking(fd, True)
+        signal.signal(signal.SIGALRM, _give_up)
+        signal.alarm(GO_TIMEOUT_S)
+        try:
+            given = os.read(fd, 16)
+        except TimeoutError:
+            given = b""
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    finally:
+        os.close(fd)
+    if given != b"go\n":
+        return False  # the FIFO stays: it marks a start that was never confirmed
+    with contextlib.suppress(OSError):
+        os.unlink(path)  # the folder keeps no FIFO that nobody will write again
+    return True
+
+
+def _give_up(signum: int, frame: Any) -> None:
+    raise TimeoutError
+
+
 def report(fd: int, line: str) -> None:
     try:
         os.write(fd, line.encode())
@@ -177,6 +226,8 @@ def run(
     end (after `ended(end)`, if given: the monitor then need not wait for the end's fsyncs).
     Both are best effort. Returns the runner's exit code. Runs in the runner's own process."""
     spec = json.loads((folder / "spec.json").read_text())
+    if spec.get("go") and not wait_for_go(folder):
+        return 0  # never confirmed: nothing claimed, so the monitor's claim settles it
     if not claim(folder, f"runner {os.getpid()}"):
         tell("error the start was abandoned by the gateway")
         return 1

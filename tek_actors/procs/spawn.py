@@ -1,8 +1,9 @@
 """Starting a process through the old runner, and what the world says of a start afterwards.
 
-The monitor (starts.py) journals a start's intent, then hands it to its zygote, or to `launch`
-when there is none; a start whose runner never reported (a kill -9 of the gateway in between,
-a runner or zygote that died, a hung runner) is settled from the world with
+The monitor (starts.py) hands a start to its zygote, whose runner waits for the go the
+monitor gives once the start's intent is durable, or journals the intent and then calls
+`launch` when there is no zygote; a start whose runner never reported (a kill -9 of the
+gateway in between, a runner or zygote that died, a hung runner) is settled from the world with
 `settle_from_world`: the runner's O_EXCL claim, status.json, and the environment variable
 TEK_EFFECT_ID every process it starts carries (runner.py). Everything here runs on the
 monitor's thread and blocks at most START_TIMEOUT_S.

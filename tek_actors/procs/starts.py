@@ -4,14 +4,21 @@
 
 1. A request under a key that already has an intent gets that intent's answer; if that start
    is still in flight, it waits for the same answer (never a second start).
-2. The request is checked (limits, argv, cwd, the program), the intent is journaled
-   (`effect.intended`), then `spec.json` is written, carrying the intent's id.
-3. The zygote (launcher.py) gets the start and forks a runner for it; the request is deferred.
-   Without a zygote, the old runner (spawn.launch) starts it on this thread.
+2. The request is checked (limits, argv, cwd, the program); `spec.json` is written, carrying
+   the intent's id, beside a FIFO `go` whose write end only this process holds.
+3. The zygote (launcher.py) gets the start and forks a runner for it, which reads the spec and
+   waits on `go`; only then is the intent queued for the journal (`effect.intended`,
+   persist_async: this thread goes on), and "go" is written once it is durable. So the
+   runner's wake-up overlaps the intent's commit, and the effect still starts only once its
+   intent is durable: a gateway that dies first closes `go` and the runner starts nothing
+   (the claim then says `not_started`; a folder whose intent never reached the disk is
+   claimed and removed at the next start). The request is deferred. Without a zygote, the
+   intent is journaled first and the old runner (spawn.launch) starts it on this thread.
 4. The answer comes as messages from the watcher: the zygote's "forked" line (the runner's pid,
    whose exit the watcher is then told to watch) and the runner's report. The report settles
-   the intent (`effect.settled` with `proc.started`, in one transaction) and answers every
-   request waiting on it.
+   the intent (`effect.settled` with `proc.started`, in one transaction, pipelined: the
+   process's end may be journaled right behind it) and answers every request waiting on it
+   once that is durable.
 
 A start whose report never comes is settled from the world (spawn.settle_from_world: the O_EXCL
 claim, status.json, TEK_EFFECT_ID): at once when its runner exited without reporting, or its
@@ -24,6 +31,7 @@ the requests are told it failed: a zygote or runner that died mid-start costs a 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -37,10 +45,12 @@ from tek_actors.errors import (
     InvalidRequest,
     InvalidValue,
     Overloaded,
+    StorageUnavailable,
     TekError,
     Unavailable,
 )
 from tek_actors.procs.launcher import Launcher
+from tek_actors.procs.runner import claim
 from tek_actors.procs.spawn import (
     START_TIMEOUT_S,
     check_program,
@@ -77,6 +87,23 @@ class _InFlight:
     generation: int | None = None  # the zygote that took it (None: the old runner)
     runner_pid: int | None = None  # once the zygote said it forked
     timer: Timer | None = field(default=None, repr=False)
+    go: int = -1  # the write end of the runner's FIFO `go`, until the start is settled
+
+    def give_go(self) -> None:
+        """The intent is durable: the runner may start the process. The FIFO is empty and
+        this is one small write, so it never blocks; the end stays open until the start is
+        settled (a FIFO's data goes with its last open end, and the runner may not have
+        opened it yet)."""
+        if self.go >= 0:
+            with contextlib.suppress(OSError):  # then the runner sees EOF: never started
+                os.write(self.go, b"go\n")
+
+    def close_go(self) -> None:
+        """No go will come now (or it came): a runner still waiting sees EOF and starts
+        nothing."""
+        fd, self.go = self.go, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +150,10 @@ class Starts:
         self.launcher.open(env)
 
     def close(self) -> None:
+        """On every stop, crashes included: no runner waits for a go from this incarnation
+        (the next settles its starts from the world)."""
+        for flight in self.in_flight.values():
+            flight.close_go()
         if self.launcher is not None:
             self.launcher.close()
 
@@ -193,7 +224,7 @@ class Starts:
         start (deferred: None is returned, and the request is answered once it is settled)."""
         host = self.host
         key, request = self._key(payload, ticket)
-        known = host.state.intents.find(key)
+        known = host.latest.intents.find(key)  # a pipelined command: pending intents count
         if known is not None:
             flight = self.in_flight.get(known.id)
             if flight is not None and known.spec.get("request") == request:
@@ -207,7 +238,7 @@ class Starts:
     def _prepare(self, payload: StartPayload) -> dict[str, str]:
         """The process's environment, once the request is found startable (else the error)."""
         host = self.host
-        running = sum(1 for p in host.state.procs.values() if p.state == "running")
+        running = sum(1 for p in host.latest.procs.values() if p.state == "running")
         running += len(self.in_flight)
         if running >= host.max_running:
             raise Overloaded(
@@ -230,6 +261,7 @@ class Starts:
         return env
 
     def _begin(self, flight: _InFlight, env: dict[str, str]) -> None:
+        """Hand the start to a runner, which starts it once its intent is durable."""
         host = self.host
         payload = flight.payload
         proc_id = "p-" + uuid.uuid4().hex[:12]
@@ -243,27 +275,92 @@ class Starts:
             "request": flight.request,
         }
         boot, at = host.ctx.journal.boot_id, host.ctx.clock.time()
-        host.persist(intended(proc_id, "proc.spawn", spec, key=flight.key, boot=boot, at=at))
-        kill_point("procs.intended")
+        intent = intended(proc_id, "proc.spawn", spec, key=flight.key, boot=boot, at=at)
         folder.mkdir(mode=0o700)
+        os.mkfifo(folder / "go", 0o600)
+        # O_RDWR: opening a FIFO so never waits for a reader, and keeps what is written there
+        # until the runner reads it. Not inherited by any child (Python's default).
+        flight.go = os.open(folder / "go", os.O_RDWR | os.O_NONBLOCK)
         spec_path = folder / "spec.json"
-        spec_path.write_text(json.dumps({**spec, "env": env, "intent": proc_id}))
+        spec_path.write_text(json.dumps({**spec, "env": env, "intent": proc_id, "go": True}))
         spec_path.chmod(0o600)
         self.in_flight[proc_id] = flight
         generation = None
         if self.launcher is not None and not flight.retried:
             generation = self.launcher.send(folder)
         if generation is None:  # no zygote now, or a second try: the old runner, on this thread
+            try:
+                host.persist(intent)
+            except StorageUnavailable:  # nothing journaled, nothing handed out: undo the folder
+                del self.in_flight[proc_id]
+                flight.close_go()
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            kill_point("procs.intended")
+            flight.give_go()
             tell_quietly(host.actor_ref, _Launched(proc_id, launch(folder)))
             return
+        kill_point("procs.handed")  # the runner has its folder; the intent is not on disk
         flight.generation = generation
         flight.timer = host.after(START_TIMEOUT_S, _StartTimedOut(proc_id))
+        then = host.continuation(lambda ok, value: self._intended(proc_id, ok, value))
+        host.persist_async(intent, ticket=then)
+
+    def _intended(self, proc_id: str, ok: bool, value: Any) -> None:
+        """The intent of start `proc_id` is durable (`ok`): go. Else the disk refused it (then
+        nothing was journaled and nothing starts: its requests are answered with the refusal),
+        or this incarnation crashed (the next one settles the start from the world)."""
+        flight = self.in_flight.get(proc_id)
+        if flight is None:
+            return
+        if ok:
+            kill_point("procs.intended")  # durable, the go not given
+            flight.give_go()
+            return
+        flight.close_go()
+        if not isinstance(value, StorageUnavailable):
+            return  # crashing: touch nothing more
+        del self.in_flight[proc_id]
+        if flight.timer is not None:
+            flight.timer.cancel()
+        folder = self.host.procs_dir / proc_id
+        with contextlib.suppress(OSError):  # a full disk may refuse the claim: swept later
+            if claim(folder, f"monitor {self.host.ctx.journal.boot_id}"):
+                shutil.rmtree(folder, ignore_errors=True)  # its runner never starts anything
+        for ticket in flight.tickets:
+            self.host.answer(ticket, error=value)
+
+    def sweep_orphans(self) -> None:
+        """At rehydration, after settle_earlier: the folders of starts handed out whose intent
+        never reached the disk (the gateway died first; their FIFO `go` is still there, as no
+        runner read a go). Their runner started nothing and never will once we hold the claim;
+        the folder goes. Every other folder (the logs of processes long forgotten) stays."""
+        state = self.host.state
+        known = {*state.procs, *state.intents.items, *(r.id for r in state.removed)}
+        owner = f"monitor {self.host.ctx.journal.boot_id}"
+        with os.scandir(self.host.procs_dir) as entries:
+            orphans = [
+                Path(e.path)
+                for e in entries
+                if e.name.startswith("p-")
+                and e.name not in known
+                and os.path.lexists(os.path.join(e.path, "go"))
+            ]
+        for folder in orphans:
+            if claim(folder, owner):
+                self.host.log.info("{}: a start whose intent never reached the disk", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _settle(self, proc_id: str, report: str | None) -> None:
         """Journal how start `proc_id` went (from its runner's report, or from the world if
         None) and answer every request waiting for it."""
         host = self.host
-        flight = self.in_flight.pop(proc_id)
+        if proc_id not in host.state.intents.items:
+            host.settle_pending()  # its intent is on its way to the disk (a runner died waiting)
+        flight = self.in_flight.pop(proc_id, None)
+        if flight is None:
+            return  # the disk refused its intent meanwhile: answered already
+        flight.close_go()
         if flight.timer is not None:
             flight.timer.cancel()
         kill_point("procs.spawned")  # the window between the effect and its record
@@ -271,11 +368,14 @@ class Starts:
         events = self._reconcile(intent) if report is None else self._outcome(intent, report)
         first = events[0].data  # the effect.settled event
         if first["status"] == "done":
+            # Pipelined: the end of a quick process is journaled right behind this, and the
+            # requests are answered (in order) once this is durable.
             outcome = first["outcome"]
-            host.persist(*events, result=lambda s: outcome, ticket=flight.tickets[0])
-            for ticket in flight.tickets:
-                host.answer(ticket, dict(outcome))
-            host.follow(host.state.procs[proc_id])
+            host.persist_async(*events, result=lambda s: outcome, ticket=flight.tickets[0])
+            for ticket in flight.tickets[1:]:
+                host.reply_in_order(ticket, True, dict(outcome))
+            host.crash_unless_durable("proc.started")
+            host.follow(host.latest.procs[proc_id])
             return
         host.persist(*events)
         if first["status"] == "not_started" and not self.stopping and not flight.retried:
@@ -309,7 +409,8 @@ class Starts:
         flight from the world and answer it."""
         self.stopping = True
         for proc_id in list(self.in_flight):
-            self._settle(proc_id, None)
+            if proc_id in self.in_flight:  # (a refused intent takes its start with it)
+                self._settle(proc_id, None)
 
     def settle_earlier(self) -> None:
         """At rehydration: settle every start an earlier incarnation left without an outcome

@@ -8,13 +8,16 @@ effect and its record, say), which no outside timing can hit every time. Read on
 
 The points, by where they are:
 
-- the gateway: `procs.intended` (a start's intent is journaled, nothing handed out yet),
-  `procs.spawned` (its runner reported, nothing journaled yet), `tools.begun`,
+- the gateway: `procs.handed` (a start is handed to the zygote, whose runner waits for its
+  go; the intent is not even queued for the journal), `procs.intended` (the intent is durable,
+  the go not given; on the old runner's path: nothing handed out yet), `procs.spawned` (its
+  runner reported, nothing journaled yet), `tools.begun`,
   `tools.write_intended`, `tools.written`;
 - the process zygote (procs/zygote.py, which cannot import this module and reads the same
   variables): `zygote.received` (the zygote read a start and has not handed it out);
 - a runner the zygote forked (procs/runner.py): `zygote.forked` (given its folder, before
-  its claim), `runner.claimed` (claimed, the process not started), `runner.started` (started
+  its claim), `runner.ready` (it read its spec and waits for its go), `runner.claimed`
+  (claimed, the process not started), `runner.started` (started
   and recorded in status.json, not reported). The zygote's points fire on the first zygote's
   first start only, so a start made again after one is not killed again.
 """

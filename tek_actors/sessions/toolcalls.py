@@ -12,8 +12,8 @@ every step is a request to another actor whose answer comes back as a message):
     begin         once a person approved: approvals.begin with the policy_version seen:
                   journaled `running` before the tool starts, or refused (the policy changed:
                   denied, or back to pending)
-    run           a process tool: procs.start, approvals.attach, WatchProcess, then procs.logs
-                  for the output; a file tool: in-process
+    run           a process tool: procs.start, approvals.attach, WatchProcess, whose answer
+                  carries a short output (else procs.logs reads it); a file tool: in-process
     result        handed to the session, which journals it; then approvals.finish
 
 After a restart the session resumes the round from the approvals' own record (looked up by the
@@ -330,7 +330,18 @@ class CallRun:
         if ended.state != "exited":
             self._unknown(f"its process is {ended.state}")
             return
-        self._read_logs(0)
+        if ended.lines is None:
+            self._read_logs(0)
+            return
+        # A short process's output comes with its end: procs.logs only for what did not fit.
+        page = {
+            "lines": list(ended.lines),
+            "next": ended.next,
+            "last": ended.last,
+            "exit_code": ended.exit_code,
+            "signal": ended.signal,
+        }
+        self._logs(True, page, 0)
 
     def _read_logs(self, since: int) -> None:
         payload = {"id": self.proc_id, "since": since, "limit": LOG_PAGE}
