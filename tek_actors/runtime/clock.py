@@ -20,6 +20,10 @@ from loguru import logger
 __all__ = ["Clock", "FakeClock", "RealClock", "Timer"]
 
 
+def _nothing() -> None:
+    pass
+
+
 class Timer:
     """A scheduled callback; `cancel()` is idempotent and thread-safe."""
 
@@ -32,13 +36,17 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # A cancelled timer stays in the clock's heap until it falls due: let go of what its
+        # callback holds now (a passivated session actor, a request's ticket), not then.
+        self._callback = _nothing
 
     def _fire(self) -> None:
+        callback = self._callback
         if self.cancelled:
             return
         self.cancelled = True
         try:
-            self._callback()
+            callback()
         except Exception:
             logger.opt(exception=True).error("timer callback failed")
 

@@ -73,13 +73,17 @@ def test_commands_on_pending_state_are_refused_and_accepted_as_one_by_one(make_t
         wanted = len(requests) - first_give  # before the first give, nothing was pending
         until(lambda: pending(tree, "ledger") == wanted, "every command pending", timeout=4)
         assert [i for i, _, _ in answers.got] == list(range(first_give))  # nothing durable
-        assert tree.ask("ledger", "ledger.peek") == (True, {"total": 0, "seq": 0})
+        # A read waits for what is pending: a client may have seen the events of these by the
+        # time it asks, and must then find them (it is answered after them, with them).
+        peek = tree.send("ledger", [("ledger.peek", {})])
+        assert peek.got == []
     got = answers.wait(len(requests))
     assert [i for i, _, _ in got] == list(range(len(requests)))  # in order
     assert shown(got) == expected
     events = tree.journal.read_since(0, actor="ledger")
     assert len(events) == accepted
     final = expected[-1][1]  # a refusal carries the total it saw, too
+    assert peek.wait(1)[0][2]["total"] == final
     assert tree.ask("ledger", "ledger.get")[1]["total"] == final
     tree.crash("ledger")
     tree.settle(0.5)
