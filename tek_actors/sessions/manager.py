@@ -11,9 +11,9 @@ threads.
 The manager's mailbox never waits on a session: a session asked to go says when it is idle
 (`Passivated`), the manager stops it without waiting and holds the requests that come for it
 meanwhile; once it has stopped (`SessionExited`), they go to its next incarnation, in the order
-they came. Its thread is started by the manager's starter thread, and the journal fence against
-an older incarnation is its own first step, taken only when that one may not have stopped
-cleanly.
+they came. A session actor's loop runs on one of the manager's kept threads (_threads.py), and
+the journal fence against an older incarnation is its own first step, taken only when that one
+may not have stopped cleanly.
 
 A session actor that crashes is started again (it rehydrates) by the next request for it, or,
 if it has unanswered messages, after a backoff (0.5 s, doubling to 60 s while it keeps crashing):
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
+import queue
 import time
 import uuid
 from collections import OrderedDict
@@ -38,10 +38,10 @@ from pydantic import BaseModel, Field, StrictStr, ValidationError
 
 from tek_actors.config import Config, ConfigDependent
 from tek_actors.errors import InvalidValue, NotFound, TekError, Unavailable
-from tek_actors.providers.runtime import Workers
 from tek_actors.runtime import ActorContext, Fault, PersistentActor, Ticket, command
 from tek_actors.runtime.actor import tell_quietly
-from tek_actors.sessions.messages import Passivate, Passivated, SessionExited
+from tek_actors.sessions._threads import SessionThreads
+from tek_actors.sessions.messages import Passivate, Passivated, SessionExited, Unserved
 from tek_actors.sessions.session import OPEN_MARK, ModelSessionActor, open_mark
 from tek_actors.store import NewEvent
 from tek_actors.wire import EmptyPayload, WireModel, invalid_request_from
@@ -60,7 +60,8 @@ FORWARDED = frozenset(
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
 FIRST_RESUME_S = 0.5
 MAX_RESUME_S = 60.0
-STARTER_CLOSE_S = 10.0
+THREADS_CLOSE_S = 10.0
+SPARE_THREADS = 16  # threads kept waiting for the next activation (_threads.py)
 Title = Annotated[StrictStr, Field(max_length=200)]
 
 
@@ -109,18 +110,36 @@ class CrashSession:
 
 class _Launched(ModelSessionActor):
     """A session actor as the manager starts it: nothing of its start waits on the manager's
-    thread. pykka's `start()` waits until the new thread runs (Thread.start does: a hand-off to
-    a new thread, which takes milliseconds on a loaded machine), so the manager's starter thread
-    starts it; whatever is told to the actor meanwhile waits in its inbox, as for any actor. The
-    journal fence, a round trip to the journal's writer, is this actor's own first step."""
+    thread. Its loop runs on one of the manager's kept threads (_threads.py), not on a thread
+    of its own: pykka's would be made, started (a hand-off that takes milliseconds on a loaded
+    machine) and ended at every activation. Whatever is told to the actor before its loop runs
+    waits in its inbox, as for any actor. The journal fence, a round trip to the journal's
+    writer, is this actor's own first step."""
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:  # pykka's hook for actor types
+        # The same FIFO as pykka's queue.Queue (put, get, empty are all pykka uses), in C: no
+        # Python locks to build at each activation, nor to take at each message
+        return queue.SimpleQueue()
 
     def _start_actor_loop(self) -> None:  # pykka's hook for actor types
-        thread = threading.Thread(
-            target=self._actor_loop,
-            name=f"ModelSessionActor-{self.session_id}",
-            daemon=self.use_daemon_thread,
-        )
-        self.ctx.options["starter"].submit(thread.start)
+        threads: SessionThreads = self.ctx.options["threads"]
+        threads.run(f"ModelSessionActor-{self.session_id}", self._actor_loop)
+
+    def _actor_loop_teardown(self) -> None:  # pykka's hook, once the actor has stopped
+        # pykka drops the tells left in the inbox, and a crash leaves the requests forwarded
+        # behind the message that crashed it there: hand them back to the manager instead, for
+        # the next incarnation. Anything else (asks) is left to pykka, which answers it.
+        rest, manager = [], self.ctx.options["manager"]
+        while not self.actor_inbox.empty():
+            envelope = self.actor_inbox.get()
+            if isinstance(envelope.message, Ticket) and envelope.reply_to is None:
+                tell_quietly(manager, Unserved(self.session_id, envelope.message))
+            else:
+                rest.append(envelope)
+        for envelope in rest:
+            self.actor_inbox.put(envelope)
+        super()._actor_loop_teardown()
 
     def on_begin(self) -> None:
         if self.ctx.options["fence"]:  # an older incarnation may not have stopped cleanly
@@ -164,18 +183,28 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
         self.stopped_cleanly: set[str] = set()
         self.crashes: dict[str, int] = {}  # crashes in a row, per session (for the backoff)
         self.workspace: str | None = None
-        self.starter: Workers | None = None
+        self.threads: SessionThreads | None = None
+        self.replaying = False  # rehydrate() is applying the journal: see apply
 
     def apply(self, state: SessionsState, event: NewEvent) -> SessionsState:
         data = event.data
-        sessions = dict(state.sessions)
+        # Rehydrating, nobody else holds the state being built: it may grow in place (a copy
+        # per event makes a first boot of ten thousand sessions quadratic). Otherwise pure.
+        sessions = state.sessions if self.replaying else dict(state.sessions)
         if event.type == "session.created":
             sessions[data["id"]] = SessionMeta.model_validate(data)
         elif event.type == "session.renamed" and data["id"] in sessions:
             sessions[data["id"]] = sessions[data["id"]].model_copy(update={"title": data["title"]})
         elif event.type == "session.deleted":
             sessions.pop(data["id"], None)
-        return SessionsState(sessions=sessions)
+        return state if self.replaying else SessionsState(sessions=sessions)
+
+    def rehydrate(self) -> None:
+        self.replaying = True
+        try:
+            super().rehydrate()
+        finally:
+            self.replaying = False
 
     def public_state(self) -> dict[str, Any]:
         return {"sessions": [m.model_dump(mode="json") for m in self.state.sessions.values()]}
@@ -192,7 +221,7 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
 
     def on_begin(self) -> None:
         super().on_begin()
-        self.starter = Workers(1, "tek-session-starter")
+        self.threads = SessionThreads(keep_idle=SPARE_THREADS)
         for mark in self.ctx.journal.marks(OPEN_MARK):  # unanswered messages: answer them
             session_id = mark.removeprefix(OPEN_MARK)
             if session_id in self.state.sessions:
@@ -212,8 +241,8 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
                 self._refuse(ticket, Unavailable("sessions is restarting", retry_after_ms=500))
         self.live.clear()
         self.stopping.clear()
-        if self.starter is not None:  # after the stops: each waited for its thread to start
-            self.starter.close(STARTER_CLOSE_S)
+        if self.threads is not None:  # after the stops: each loop has run to its end
+            self.threads.close(THREADS_CLOSE_S)
 
     def _tick_s(self) -> float:
         return max(0.05, min(60.0, self.config.limits.session_idle_s / 4))
@@ -360,7 +389,7 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
                 "snapshot_every": 100,
                 # the session fences (on its own thread) only if an older one may still write
                 "fence": session_id not in self.stopped_cleanly,
-                "starter": self.starter,
+                "threads": self.threads,
             },
             lookup=self.ctx.lookup,
         )
@@ -466,6 +495,9 @@ class SessionManager(ConfigDependent, PersistentActor[SessionsState]):
             return None
         if isinstance(message, SessionExited):
             self._exited(message)
+            return None
+        if isinstance(message, Unserved):
+            self._forward(message.ticket)
             return None
         if isinstance(message, _Resume):
             session_id = message.session_id

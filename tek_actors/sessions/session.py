@@ -31,7 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr
+from pydantic import Field, StrictStr
 
 from tek_actors.approvals.messages import ApprovalChanged
 from tek_actors.config import Config
@@ -49,9 +49,10 @@ from tek_actors.providers import (
 )
 from tek_actors.providers.tokens import estimate_tokens
 from tek_actors.runtime import ActorContext, PersistentActor, Ticket, command
-from tek_actors.runtime.effects import IntentLog, apply_effect
+from tek_actors.runtime.effects import apply_effect
 from tek_actors.sessions import context
-from tek_actors.sessions.messages import Passivate, Passivated
+from tek_actors.sessions._state import Checkpoint, Entry, Round, SessionState, apply_tool_result
+from tek_actors.sessions.messages import CallDue, Passivate, Passivated
 from tek_actors.sessions.toolcalls import WATCH_S, CallRun, Later, ToolRound
 from tek_actors.sessions.tools import tool_specs
 from tek_actors.sessions.writes import settle_unfinished_writes
@@ -70,58 +71,6 @@ def open_mark(session_id: str) -> str:
 
 
 Id = Annotated[StrictStr, Field(min_length=1, max_length=64)]
-
-
-class Entry(BaseModel):
-    """One line of the conversation."""
-
-    id: str
-    role: Literal["user", "assistant", "tool", "error"]
-    text: str = ""  # for a tool result: the JSON the model sees
-    at: float
-    turn: str | None = None  # for an answer or a tool result: the user message it answers
-    tool_calls: list[dict[str, Any]] = []
-    tool_call_id: str | None = None  # a tool result: the model's id of the call
-    name: str | None = None  # a tool result: the tool
-    status: str | None = None  # a tool result: executed, failed, denied, expired, unknown, error
-    approval: str | None = None  # a tool result: its approval's id
-    model: str | None = None
-    provider: str | None = None
-    usage: dict[str, int] | None = None
-    fallback_from: list[str] = []
-    incomplete: bool = False
-    local: bool = False
-    error: dict[str, Any] | None = None
-
-
-class Checkpoint(BaseModel):
-    """What a switch changed, so that undo_switch can put it back."""
-
-    model: str | None
-    dropped: list[str]
-
-
-class Round(BaseModel):
-    """The tool calls of one answer: how many, and the results not yet in the conversation
-    (they join it in call order: result i+1 waits for result i)."""
-
-    entry: str
-    turn: str
-    size: int
-    appended: int = 0
-    waiting: dict[int, Entry] = {}
-
-
-class SessionState(BaseModel):
-    id: str = ""
-    model: str | None = None
-    entries: list[Entry] = []
-    queue: list[str] = []  # user messages waiting for (or in) their turn, oldest first
-    dropped: list[str] = []  # user messages (with their answers) left out of the context
-    checkpoints: list[Checkpoint] = []  # one per switch, newest last
-    round: Round | None = None  # the tool round of the running turn
-    calibration: dict[str, float] = {}  # model alias -> reported / estimated input tokens
-    intents: IntentLog = IntentLog()  # the file writes of its tool calls (runtime/effects.py)
 
 
 class SendPayload(WireModel):
@@ -143,20 +92,6 @@ class SwitchPayload(WireModel):
 class GetPayload(WireModel):
     id: Id
     since: Annotated[int, Field(ge=0)] = 0  # entries after this many
-
-
-def _apply_tool_result(state: SessionState, data: dict[str, Any]) -> SessionState:
-    current = state.round
-    if current is None or current.entry != data["entry"]:
-        return state
-    entry = Entry.model_validate({k: v for k, v in data.items() if k in Entry.model_fields})
-    waiting = {**current.waiting, data["index"]: entry}
-    entries, appended = list(state.entries), current.appended
-    while appended in waiting:
-        entries.append(waiting.pop(appended))
-        appended += 1
-    new_round = current.model_copy(update={"appended": appended, "waiting": waiting})
-    return state.model_copy(update={"entries": entries, "round": new_round})
 
 
 def _queue_full(error: TekError | None) -> bool:
@@ -226,7 +161,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
                 }
             )
         if event.type == "session.tool_result":
-            return _apply_tool_result(state, data)
+            return apply_tool_result(state, data)
         if event.type in ("session.message", "session.error"):
             entry = Entry.model_validate({k: v for k, v in data.items() if k in Entry.model_fields})
             update: dict[str, Any] = {"entries": [*state.entries, entry], "round": None}
@@ -411,21 +346,21 @@ class ModelSessionActor(PersistentActor[SessionState]):
         if call is not self.call:
             return  # answered meanwhile
         if not self.send("providers", call):
-            self.after(WATCH_S / 10, Later(lambda: self._send_call(call)))
+            self.after(WATCH_S / 10, CallDue(call.call_id, resend=True))
             return
-        self.after(WATCH_S, Later(lambda: self._check_call(call)))
+        self.after(WATCH_S, CallDue(call.call_id, resend=False))
 
     def _check_call(self, call: Complete) -> None:
         query = CallQuery(call.call_id, self.actor_ref)
         if call is self.call and not self.send("providers", query):
-            self.after(WATCH_S, Later(lambda: self._check_call(call)))
+            self.after(WATCH_S, CallDue(call.call_id, resend=False))
 
     def _call_known(self, known: CallKnown) -> None:
         call = self.call
         if call is None or known.call_id != call.call_id:
             return
         if known.known:
-            self.after(WATCH_S, Later(lambda: self._check_call(call)))
+            self.after(WATCH_S, CallDue(call.call_id, resend=False))
         else:  # its answer would have come before this one: the provider actor lost it
             self.log.warning("the provider actor lost call {}: sending it again", call.call_id)
             self._send_call(call)
@@ -578,6 +513,10 @@ class ModelSessionActor(PersistentActor[SessionState]):
             return None
         if isinstance(message, CallKnown):
             self._call_known(message)
+            return None
+        if isinstance(message, CallDue):
+            if call_id == message.call_id and self.call is not None:
+                (self._send_call if message.resend else self._check_call)(self.call)
             return None
         if isinstance(message, Later):
             message.step()

@@ -53,7 +53,7 @@ from tek_actors.store._writes import (
     _unpack,
 )
 
-__all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent", "StaleWriter"]
+__all__ = ["EventRecord", "IdemRecord", "Journal", "NewEvent", "Snapshots", "StaleWriter"]
 
 
 class StaleWriter(JournalError):
@@ -437,12 +437,22 @@ class Journal:
             (first,) = conn.execute("SELECT MIN(seq) FROM events").fetchone()
         return int(first) if first is not None else self._head_seq + 1
 
-    def load_snapshots(self, actor: str) -> list[tuple[int, bytes]]:
-        """The kept snapshots of `actor` as (seq, state), newest first."""
+    def load_snapshots(self, actor: str) -> Snapshots:
+        """The kept snapshots of `actor` as (seq, state), newest first. The newest is read now;
+        the older ones only if something goes past it (iterating on, `len`, an index): a
+        rehydration stops at the first that loads, nearly always the newest."""
+        return Snapshots(self, actor)
+
+    def _snapshot_rows(self, actor: str, *, before: int | None) -> list[tuple[int, bytes]]:
+        """The newest snapshot of `actor` (`before` None), or all of those older than seq
+        `before`, newest first."""
+        sql = "SELECT seq, state FROM snapshots WHERE actor = ?"
+        args: list[Any] = [actor]
+        if before is not None:
+            sql, args = sql + " AND seq < ?", [actor, before]
+        sql += " ORDER BY seq DESC" + (" LIMIT 1" if before is None else "")
         with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT seq, state FROM snapshots WHERE actor = ? ORDER BY seq DESC", (actor,)
-            ).fetchall()
+            rows = conn.execute(sql, args).fetchall()
         return [(int(s), bytes(b)) for s, b in rows]
 
     def idem_lookup(self, key: str) -> IdemRecord | None:
@@ -454,3 +464,45 @@ class Journal:
         if row is None:
             return None
         return IdemRecord(row[0], row[1], bytes(row[2]), bytes(row[3]), row[4])
+
+
+class Snapshots(Sequence[tuple[int, bytes]]):
+    """`Journal.load_snapshots`: the kept snapshots of one actor, newest first, the older ones
+    read on first use. Compares equal to a list of the same (seq, state) pairs."""
+
+    def __init__(self, journal: Journal, actor: str) -> None:
+        self._journal, self._actor = journal, actor
+        self._rows = journal._snapshot_rows(actor, before=None)
+        self._complete = not self._rows  # no newest: no older ones either
+
+    def _read_older(self) -> None:
+        if not self._complete:
+            older = self._journal._snapshot_rows(self._actor, before=self._rows[0][0])
+            self._rows += older
+            self._complete = True
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        index = 0
+        while True:
+            if index == len(self._rows) and not self._complete:
+                self._read_older()
+            if index == len(self._rows):
+                return
+            yield self._rows[index]
+            index += 1
+
+    def __len__(self) -> int:
+        self._read_older()
+        return len(self._rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        self._read_older()
+        return self._rows[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Snapshots({self._actor!r}, {list(self)!r})"
