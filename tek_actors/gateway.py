@@ -19,6 +19,7 @@ the process.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -522,6 +523,7 @@ class Gateway:
         foreground_setup()  # faulthandler on SIGUSR1; large freed blocks go back to the OS
         try:
             self.start()
+            gc.freeze()  # what the start built lives as long as the process: never scan it again
             if signalled:
                 graceful(signalled[0], None)
             self._done.wait()  # signal handlers run on this (main) thread meanwhile
