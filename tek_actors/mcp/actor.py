@@ -162,7 +162,9 @@ class McpActor(ConfigDependent, PersistentActor[McpState]):
     def configure(self, config: Config) -> None:
         wanted = config.mcp.servers
         for name in [n for n in self.servers if n not in wanted]:
-            self._stop_link(self.servers.pop(name), name)
+            gone = self.servers.pop(name)
+            self._stop_link(gone, name)
+            self._answer_waiting(gone, Conflict(f"the MCP server {name!r} was removed"))
             self._report(name, "removed")
         for name, conf in wanted.items():
             server = self.servers.get(name)
