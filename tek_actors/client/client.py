@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from tek_actors import _logger as logger  # loguru loads at the first record
 from tek_actors.client._calls import READ_ONLY_VERBS, RETRYABLE, Call, is_state_changing
+from tek_actors.client._where import endpoint_of, locate
 from tek_actors.errors import (
     ConnectionLost,
     RequestTimeout,
     TekError,
     Unauthorized,
-    Unavailable,
     error_from_wire,
 )
 from tek_actors.home import TekHome
-from tek_actors.transport import ClientAuth, Connection, client_auth
+from tek_actors.transport import ClientAuth, Connection
 from tek_actors.wire import Codec
 
 if TYPE_CHECKING:
@@ -72,25 +72,7 @@ class Client:
         event_queue_bound: int = 100_000,
         max_frame_bytes: int = 1 << 20,
     ) -> None:
-        self._home = home if isinstance(home, TekHome) or home is None else TekHome.resolve(home)
-        if endpoint is None:
-            self._home = self._home or TekHome.resolve(None)
-            endpoint = self._endpoint_from_home()
-            if endpoint is None:
-                raise Unavailable(
-                    f"no gateway is running on {self._home.run_dir} (no connection file); "
-                    "start one with `tek gateway start`",
-                    retry_after_ms=1000,
-                )
-        self.endpoint = endpoint
-        if auth is None:  # what the home's gateway asks for: its CURVE key, or a token
-            auth = client_auth(
-                endpoint,
-                root=self._home.config_dir if self._home is not None else None,
-                info=self._home.read_connection() if self._home is not None else None,
-                token=token,
-            )
-        self._auth = auth
+        self._home, self.endpoint, self._auth = locate(endpoint, home, token, auth)
         self.client_id = client_id or uuid.uuid4().hex
         self.timeout = timeout
         self._context = context
@@ -115,6 +97,10 @@ class Client:
         self._ping_out = False
         self._boot: str | None = None
         self._held_boot: str | None = None
+        # Until a ping says the gateway serves, state-changing calls wait (in order): one that a
+        # starting gateway refused would otherwise be overtaken by the next, sent as it flipped.
+        self._serving = False
+        self._gate_at = 0.0  # when to ask again while it does not serve
         self._subscription: dict[str, Any] | None = None
         self._last_seq: int | None = None
         self._resync_from: int | None = None
@@ -269,11 +255,6 @@ class Client:
         }
         return payload
 
-    def _endpoint_from_home(self) -> str | None:
-        info = self._home.read_connection() if self._home is not None else None
-        endpoint = info.get("endpoint") if info else None
-        return endpoint if isinstance(endpoint, str) else None
-
     # -- the I/O thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -318,7 +299,7 @@ class Client:
 
     def _connect(self) -> None:
         if self._home is not None:
-            self.endpoint = self._endpoint_from_home() or self.endpoint
+            self.endpoint = endpoint_of(self._home) or self.endpoint
         try:
             self._conn = Connection(
                 self.endpoint,
@@ -364,6 +345,8 @@ class Client:
         if not any(c.type == "hello" for c in (*calls, *self._waiting)):
             since = self._last_seq if self._last_seq is not None else self._resync_from
             self._send_internal("hello", self._hello_payload(since))
+        self._serving = False
+        self._send_internal("gateway.ping", {})
         for call in calls:
             call.sent = False
             call.retry_at = 0.0
@@ -382,7 +365,9 @@ class Client:
             return
         keep = []
         for call in self._waiting:
-            held = self._held_boot is not None and is_state_changing(call.type)
+            held = (self._held_boot is not None or not self._serving) and is_state_changing(
+                call.type
+            )
             if held or call.retry_at > now or not self._send(call):
                 keep.append(call)
         self._waiting = keep
@@ -453,7 +438,9 @@ class Client:
         silent = now - self._last_rx
         if silent > self._silence_s:
             self._drop_connection(f"no word from the gateway for {silent:.1f}s")
-        elif silent > self._heartbeat_s and not self._ping_out and self._conn is not None:
+        elif self._conn is None or self._ping_out:
+            return
+        elif silent > self._heartbeat_s or (not self._serving and now >= self._gate_at):
             self._send_internal("gateway.ping", {})
 
     def _receive(self) -> None:
@@ -517,6 +504,9 @@ class Client:
         result = message.get("result") if message.get("ok") else None
         if call.type == "gateway.ping":
             self._ping_out = False
+            state = result.get("state") if isinstance(result, dict) else "unknown"
+            self._serving = state in (None, "running", "degraded")  # None: a gateway without it
+            self._gate_at = time.monotonic() + 0.1
         if isinstance(result, dict) and isinstance(result.get("boot_id"), str):
             self._note_boot(result["boot_id"])
         if call.type == "hello" and not message.get("ok"):
