@@ -363,11 +363,11 @@ class Client:
     def _pump(self, now: float) -> None:
         if self._conn is None or not self._waiting:
             return
-        keep = []
+        keep, gated = [], False  # a call behind one the gate holds keeps its place behind it
         for call in self._waiting:
-            held = (self._held_boot is not None or not self._serving) and is_state_changing(
-                call.type
-            )
+            changes = is_state_changing(call.type)
+            gated = gated or (not self._serving and changes and not call.internal)
+            held = (self._held_boot is not None and changes) or (gated and not call.internal)
             if held or call.retry_at > now or not self._send(call):
                 keep.append(call)
         self._waiting = keep

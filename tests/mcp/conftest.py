@@ -26,8 +26,10 @@ def server_view(client: Client, name: str = "t") -> dict[str, Any]:
     return dict(client.call("mcp.list", {})["servers"][name])
 
 
+# A deadline, not a wait: a Python SDK server takes ~1 s to start on a quiet machine, and two
+# CI suites side by side on 2 cores were seen to need more than 30 s.
 def until_state(
-    client: Client, state: str, name: str = "t", *, timeout: float = 30, **more: Any
+    client: Client, state: str, name: str = "t", *, timeout: float = 90, **more: Any
 ) -> dict[str, Any]:
     def seen() -> dict[str, Any] | None:
         view = server_view(client, name)

@@ -39,12 +39,14 @@ def _kill9_during(home: Path, work: Path, tool: str, seconds: float) -> tuple[st
         },
     )
     gateway = GatewayProcess(home).start()
-    with gateway.client(timeout=30) as client:
-        old = until_state(client, "running")
-        session = client.call("sessions.create", {"cwd": str(work)})
-        send_tool_call(client, session["id"], f"mcp__t__{tool}", {"seconds": seconds})
-        until(lambda: f"{tool} start {seconds}" in marks(work / "marks"), "the call running")
-        gateway.kill9()
+    try:
+        with gateway.client(timeout=30) as client:
+            old = until_state(client, "running")
+            session = client.call("sessions.create", {"cwd": str(work)})
+            send_tool_call(client, session["id"], f"mcp__t__{tool}", {"seconds": seconds})
+            until(lambda: f"{tool} start {seconds}" in marks(work / "marks"), "the call running")
+    finally:
+        gateway.kill9()  # also when the above failed: no gateway outlives the test
     return session["id"], old["pid"]
 
 
@@ -109,12 +111,14 @@ def test_random_kill_points_never_run_a_changing_call_twice(
         },
     )
     gateway = GatewayProcess(home).start()
-    with gateway.client(timeout=30) as client:
-        until_state(client, "running")
-        session = client.call("sessions.create", {"cwd": str(tmp_path)})
-        send_tool_call(client, session["id"], "mcp__t__change", {"seconds": 0.2})
-        until(lambda: rng.random() < 0.02 or tool_results(client, session["id"]), "a kill point")
-        gateway.kill9()
+    try:
+        with gateway.client(timeout=30) as client:
+            until_state(client, "running")
+            session = client.call("sessions.create", {"cwd": str(tmp_path)})
+            send_tool_call(client, session["id"], "mcp__t__change", {"seconds": 0.2})
+            until(lambda: rng.random() < 0.02 or tool_results(client, session["id"]), "a kill")
+    finally:
+        gateway.kill9()  # also when the above failed: no gateway outlives the test
     again = GatewayProcess(home).start()
     try:
         with again.client(timeout=30) as client:
