@@ -240,13 +240,12 @@ class ServerLink:
         with -9 cannot stop its servers, and one that ignores the end of its stdin (the spec's
         signal to exit) would run on beside the new one. Only the process the pid file names,
         with the start time it records: a pid used again since is left alone."""
-        try:
+        # No file, an old format, or the process is gone: nothing to end.
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
             pid_text, started_text = self.pid_path.read_text().split()[:2]
             pid, started = int(pid_text), float(started_text)
             if abs(psutil.Process(pid).create_time() - started) < 0.01:
                 os.killpg(pid, signal.SIGKILL)
-        except (OSError, ValueError, psutil.Error):
-            pass  # no file, an old format, or the process is gone: nothing to end
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
 
