@@ -34,6 +34,7 @@ it after any restart.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import Future
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictStr, model_validator
@@ -132,6 +133,7 @@ class FinishPayload(WireModel):
     # unknown: the caller lost track of the call (it restarted while the call ran)
     outcome: Literal["executed", "failed", "unknown"]
     result: dict[str, Any] | None = None
+    proc_id: Id | None = None  # the process that ran it, if not attached (a quick one)
 
 
 class IdPayload(WireModel):
@@ -357,6 +359,7 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             status=payload.outcome,
             finished_at=self.ctx.clock.time(),
             result=payload.result,
+            **({"proc_id": payload.proc_id} if payload.proc_id else {}),
         )
         return self._pipelined(item.id, event)
 
@@ -470,27 +473,15 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
         for item in list(self.state.items.values()):
             if item.proc_id != ended.proc_id or item.status != "running":
                 continue
+            at, detail = self.ctx.clock.time(), dict[str, Any]()
             if ended.state == "exited":
                 result = {"exit_code": ended.exit_code, "signal": ended.signal, "recovered": True}
-                self._persist_now(
-                    _change(
-                        "approval.executed",
-                        item,
-                        status="executed",
-                        finished_at=self.ctx.clock.time(),
-                        result=result,
-                    )
-                )
+                status, detail["result"] = "executed", result
             else:
-                self._persist_now(
-                    _change(
-                        "approval.unknown",
-                        item,
-                        status="unknown",
-                        finished_at=self.ctx.clock.time(),
-                        reason=f"its process is {ended.state}: the outcome is unknown",
-                    )
-                )
+                reason = f"its process is {ended.state}: the outcome is unknown"
+                status, detail["reason"] = "unknown", reason
+            event = _change(f"approval.{status}", item, status=status, finished_at=at, **detail)
+            self._persist_now(event, after=ended.durable)  # after the end it learned of
 
     def _begin_events(
         self, item: Approval, state: ApprovalsState, seen_version: int | None
@@ -548,9 +539,9 @@ class ApprovalActor(ConfigDependent, PersistentActor[ApprovalsState]):
             keep=keep,
         )
 
-    def _persist_now(self, *events: NewEvent) -> None:
+    def _persist_now(self, *events: NewEvent, after: Future[Any] | None = None) -> None:
         archived, keep = self._archival(self.state, events)
-        self.persist(*events, *archived, keep=keep)
+        self.persist(*events, *archived, keep=keep, after=after)
 
     def _archival(
         self, state: ApprovalsState, events: tuple[NewEvent, ...]

@@ -21,8 +21,10 @@ down when it ended.
 The path of a start and of a quick process's end is pipelined (persist_async): the intent,
 `proc.started` and the output with `proc.exited` are queued one behind the other and this
 thread goes on; whatever must wait for one of them to be durable (the go to the runner, the
-answer to `procs.start`, telling a session how its process ended) runs as its continuation.
-A `WatchProcess` told of an end carries the process's output when it is short (ProcEnded).
+answer to `procs.start`) runs as its continuation. A `WatchProcess` is told of an end as soon
+as the end is queued, with the append's future, which the watcher's own appends come after
+(ProcEnded.durable: the journal writes them only with or after the end); the end carries the
+process's output when it is short.
 
 Liveness is the pid plus the process's start time (psutil), never a client connection. On
 rehydration a recorded process is adopted only if both still match; a pid that now belongs to
@@ -37,6 +39,7 @@ import os
 import shutil
 import signal
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, cast
 
@@ -119,7 +122,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         self.max_running = 16
         self.output_bytes = 64 << 10  # what a ProcEnded carries at most (limits.tool_output_bytes)
         self.secret_env: set[str] = set()
-        self.watchers: dict[str, list[pykka.ActorRef[Any]]] = {}
+        self.watchers: dict[str, dict[str, pykka.ActorRef[Any]]] = {}  # proc id -> {urn: ref}
         self.following: set[str] = set()  # processes whose runner's (or own) exit is watched
         self.watcher: Watcher | None = None
         self.starts = Starts(self)
@@ -225,8 +228,9 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
     def waits_for_pending(self, message: Any) -> bool:
         """A zygote's line (a fork, a runner's report, a process's end) is handled at once,
         against self.latest, and persists with persist_async: the settle of a start and the
-        end of its process go to the journal one right behind the other."""
-        if isinstance(message, PipeLine):
+        end of its process go to the journal one right behind the other. A WatchProcess too:
+        an end it is told of while pending carries its append (ProcEnded.durable)."""
+        if isinstance(message, (PipeLine, WatchProcess)):
             return False
         return super().waits_for_pending(message)
 
@@ -236,11 +240,6 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
         `then(False, error)` if the disk refused it (StorageUnavailable: nothing of it was
         written) or this incarnation is crashing (then `then` must only release things)."""
         return Ticket("procs.continuation", {}, lambda _ticket, ok, value: then(ok, value))
-
-    def when_durable(self, then: Callable[[], None]) -> None:
-        """Run `then` once everything persisted so far is durable (at once if it is); never if
-        the disk refused it (a later tick or incarnation does it again)."""
-        self.reply_in_order(self.continuation(lambda ok, _value: then() if ok else None), True, 0)
 
     def crash_unless_durable(self, what: str) -> None:
         """What was persisted so far must reach the disk: if the disk refuses it, crash, so
@@ -358,11 +357,7 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             self.after(self.tick_s, _Tick())
             return None
         if isinstance(message, WatchProcess):
-            watched = self.state.procs.get(message.proc_id)
-            if watched is None or watched.state != "running":
-                self._tell_end(message.reply_to, message.proc_id, watched)
-            else:
-                self.watchers.setdefault(message.proc_id, []).append(message.reply_to)
+            self._watch(message)
             return None
         if isinstance(message, _Escalate):
             target = self.state.procs.get(message.id)
@@ -470,15 +465,41 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 "signal": None,
                 "reason": reason,
             }
-        # The rest of the output and the end in one transaction: whoever learns of the end
-        # (a session, through WatchProcess) finds every line already there, once it is durable.
+        # The rest of the output and the end in one transaction. The watchers (a session,
+        # through WatchProcess) are told at once, with that append's future: what they journal
+        # because of the end comes after it (ProcEnded), and procs.logs waits for it.
         self._tail(record, final=True, then=NewEvent("proc.exited", end))
-        self.when_durable(lambda: self._ended(record.id))
+        durable = self.pending_append()
+        for ref in self.watchers.pop(record.id, {}).values():
+            self._tell_end(ref, record.id, durable)
 
-    def _tell_end(self, ref: pykka.ActorRef[Any], proc_id: str, record: ProcRecord | None) -> None:
-        gone = next((r for r in self.state.removed if r.id == proc_id), None)
+    def _watch(self, message: WatchProcess) -> None:
+        """Against the newest state (pending events count: see ProcEnded.durable)."""
+        latest, proc_id = self.latest, message.proc_id
+        if proc_id is None:  # by its tool call, right behind its procs.start
+            intent = latest.intents.find(f"call:{message.tool_call}")
+            if intent is None or not (
+                intent.id in self.starts.in_flight or intent.id in latest.procs
+            ):
+                return  # no process started for it: the start's answer says why
+            proc_id = intent.id
+        watched = latest.procs.get(proc_id)
+        if proc_id in self.starts.in_flight or (watched is not None and watched.state == "running"):
+            self.watchers.setdefault(proc_id, {})[message.reply_to.actor_urn] = message.reply_to
+            return
+        pending = self.state.procs.get(proc_id) is not watched  # its end is on its way to disk
+        self._tell_end(message.reply_to, proc_id, self.pending_append() if pending else None)
+
+    def _tell_end(
+        self, ref: pykka.ActorRef[Any], proc_id: str, durable: Future[Any] | None = None
+    ) -> None:
+        """Tell `ref` how `proc_id` ended, as the newest state has it (`durable`: the append
+        that holds the end, while it is pending)."""
+        record = self.latest.procs.get(proc_id)
+        gone = next((r for r in self.latest.removed if r.id == proc_id), None)
         if record is None and gone is not None:  # removed: it ended as it ended
-            tell_quietly(ref, ProcEnded(proc_id, gone.state, gone.exit_code, gone.signal))
+            ended = ProcEnded(proc_id, gone.state, gone.exit_code, gone.signal, durable=durable)
+            tell_quietly(ref, ended)
         elif record is None:
             tell_quietly(ref, ProcEnded(proc_id, "unknown"))
         else:
@@ -487,7 +508,15 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
             tell_quietly(
                 ref,
                 ProcEnded(
-                    proc_id, record.state, record.exit_code, record.signal, lines, upto, last
+                    proc_id,
+                    record.state,
+                    record.exit_code,
+                    record.signal,
+                    lines,
+                    upto,
+                    last,
+                    durable,
+                    record.tool_call,
                 ),
             )
 
@@ -505,10 +534,6 @@ class ProcessMonitorActor(ConfigDependent, PersistentActor[ProcsState]):
                 break
             out.append(line.model_dump())
         return tuple(out), out[-1]["n"] if out else 0
-
-    def _ended(self, proc_id: str) -> None:
-        for ref in self.watchers.pop(proc_id, []):
-            self._tell_end(ref, proc_id, self.state.procs.get(proc_id))
 
     def _tail(self, record: ProcRecord, *, final: bool, then: NewEvent | None = None) -> ProcRecord:
         """Journal what the logs gained since the stored offsets, as numbered lines, in events

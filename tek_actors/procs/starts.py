@@ -378,6 +378,7 @@ class Starts:
             host.follow(host.latest.procs[proc_id])
             return
         host.persist(*events)
+        host.watchers.pop(proc_id, None)  # watched by its tool call: no process to watch
         if first["status"] == "not_started" and not self.stopping and not flight.retried:
             self._retry(flight)
             return

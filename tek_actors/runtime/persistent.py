@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, ClassVar, Generic, TypeVar
 
 import msgpack
@@ -19,7 +20,7 @@ from tek_actors.errors import Internal, JournalError, StorageUnavailable
 from tek_actors.runtime._pipeline import Pending, Pipeline
 from tek_actors.runtime.actor import Actor, ActorContext, tell_quietly
 from tek_actors.runtime.messages import SnapshotNow, StatusQuery, SyncStateQuery, Ticket
-from tek_actors.store import IdemRecord, NewEvent
+from tek_actors.store import EventRecord, IdemRecord, NewEvent
 
 __all__ = ["PersistentActor"]
 
@@ -87,6 +88,7 @@ class PersistentActor(Actor, Generic[S]):
         ticket: Ticket | None = None,
         marks: dict[str, bool] | None = None,
         keep: dict[str, Any] | None = None,
+        after: Future[Any] | None = None,
     ) -> Any:
         """Journal `events`, then apply them; return `result(new_state)`.
 
@@ -99,7 +101,9 @@ class PersistentActor(Actor, Generic[S]):
         changed nothing else before may let it propagate (it is answered, the actor runs on);
         anywhere else it is a crash like any other. `ticket` names the request whose idem
         record this is, for a deferred request (default: the command being handled). `keep`:
-        records kept by key in the same transaction (Journal.append). Called while
+        records kept by key in the same transaction (Journal.append). `after`: another actor's
+        append these events were built on (a ProcEnded's `durable`): if it failed, so does this
+        one, and nothing is written (Journal.append). Called while
         `persist_async` appends are pending (from a pipelined command), it first waits for
         them, and raises their StorageUnavailable if the disk refused them (the events were
         built on a state that is gone).
@@ -113,14 +117,7 @@ class PersistentActor(Actor, Generic[S]):
         value = result(new_state) if result is not None else None
         idem = self._idem_record(ticket or self._ticket, value, result is not None)
         if events or idem is not None:
-            future = self.ctx.journal.append(
-                self.name,
-                events,
-                idem=idem,
-                incarnation=self.ctx.incarnation,
-                marks=marks,
-                keep=keep,
-            )
+            future = self._append(events, idem, marks, keep, after)
             try:
                 records = future.result(timeout=_PERSIST_TIMEOUT_S)
             except TimeoutError as exc:
@@ -141,8 +138,10 @@ class PersistentActor(Actor, Generic[S]):
         ticket: Ticket | None = None,
         marks: dict[str, bool] | None = None,
         keep: dict[str, Any] | None = None,
+        after: Future[Any] | None = None,
     ) -> Any:
-        """From a `pipelined` command: apply `events` to `self.latest` now, queue their append
+        """From a `pipelined` command (or any message: then `ticket` is whom to answer, if
+        anyone): apply `events` to `self.latest` now, queue their append
         (with the idem record, `marks` and `keep`, as `persist` does) and answer the request
         with `result(new latest state)` once they and everything before them are durable.
         Never blocks. Returns that answer. The command must not raise after calling this.
@@ -157,21 +156,37 @@ class PersistentActor(Actor, Generic[S]):
             if ticket is not None and ticket is not self._ticket:
                 self.reply_in_order(ticket, True, value)
             return value  # a pipelined command's return value is answered in order
-        future = self.ctx.journal.append(
-            self.name,
-            events,
-            idem=idem,
-            incarnation=self.ctx.incarnation,
-            marks=marks,
-            keep=keep,
-            after=self._pipeline.tail(),
-        )
+        future = self._append(events, idem, marks, keep, after, self._pipeline.tail())
         if ticket is not None:
             self._deferred.add(ticket)
         self._pipeline.push(Pending(ticket, future, new_state, len(events), True, value))
         ref = self.actor_ref
         future.add_done_callback(lambda _: tell_quietly(ref, _Durable()))
         return value
+
+    def _append(
+        self,
+        events: tuple[NewEvent, ...],
+        idem: IdemRecord | None,
+        marks: dict[str, bool] | None,
+        keep: dict[str, Any] | None,
+        *after: Future[Any] | None,
+    ) -> Future[list[EventRecord]]:
+        return self.ctx.journal.append(
+            self.name,
+            events,
+            idem=idem,
+            incarnation=self.ctx.incarnation,
+            marks=marks,
+            keep=keep,
+            after=after,
+        )
+
+    def pending_append(self) -> Future[list[EventRecord]] | None:
+        """The newest append still on its way to the disk (None: everything is durable). An
+        actor that tells another of a change before it is durable sends this with it: the
+        other's appends built on the change come `after` it (Journal.append)."""
+        return self._pipeline.tail()
 
     def reply_in_order(self, ticket: Ticket, ok: bool, value: Any) -> None:
         if not len(self._pipeline):

@@ -466,7 +466,7 @@ class ModelSessionActor(PersistentActor[SessionState]):
             "text": json.dumps(result, ensure_ascii=False),
             "at": time.time(),
         }
-        self.persist(NewEvent("session.tool_result", data))
+        self.persist(NewEvent("session.tool_result", data), after=run.end_append)
         current = self.state.round
         if current is None or current.appended < current.size:
             return

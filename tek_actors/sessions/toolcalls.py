@@ -12,7 +12,10 @@ every step is a request to another actor whose answer comes back as a message):
     begin         once a person approved: approvals.begin with the policy_version seen:
                   journaled `running` before the tool starts, or refused (the policy changed:
                   denied, or back to pending)
-    run           a process tool: procs.start, approvals.attach, WatchProcess, whose answer
+    run           a process tool: procs.start with a WatchProcess by tool call right behind
+                  it (the end is told as soon as it is queued, with the append the result
+                  comes after: ProcEnded.durable), then approvals.attach once the start is
+                  answered (a process that ended first is named in the finish); the end
                   carries a short output (else procs.logs reads it); a file tool: in-process
     result        handed to the session, which journals it; then approvals.finish
 
@@ -30,6 +33,7 @@ binds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +96,9 @@ class ToolRound:
 
     def proc_ended(self, ended: ProcEnded) -> None:
         for run in self.runs:
-            if run.proc_id == ended.proc_id and not run.finished:
+            early = run.proc_id is None and ended.tool_call is not None  # before its answer
+            mine = run.proc_id == ended.proc_id or (early and ended.tool_call == run.approval_id)
+            if mine and not run.finished:
                 run.proc_ended(ended)
 
     def approval_changed(self, approval_id: str, view: dict[str, Any]) -> None:
@@ -117,6 +123,7 @@ class CallRun:
         self.waiting: str | None = None  # "approval" or "process" while a watch is out
         self.finished = False
         self.output: list[str] = []
+        self.end_append: Future[Any] | None = None  # the journal append of its process's end
 
     # -- the steps, in order -----------------------------------------------------------------
 
@@ -275,8 +282,13 @@ class CallRun:
             "tool_call": self.approval_id,
         }
         self.host.request("procs", "procs.start", payload, self._started)
+        # Its end is told as soon as it is queued, even before the start's answer
+        self.host.send("procs", WatchProcess(None, self.host.actor_ref, self.approval_id))
+        self.waiting = "process"
 
     def _started(self, ok: bool, value: Any) -> None:
+        if self.finished:
+            return  # it ended before its start was answered: the finish named the process
         if not ok:
             if _never_started(value):
                 self._again(self._run, value)
@@ -327,6 +339,8 @@ class CallRun:
         if self.waiting != "process":
             return
         self.waiting = None
+        self.proc_id = ended.proc_id
+        self.end_append = ended.durable  # its result is journaled after it (ProcEnded)
         if ended.state != "exited":
             self._unknown(f"its process is {ended.state}")
             return
@@ -386,6 +400,8 @@ class CallRun:
 
     def _close(self, outcome: str, result: dict[str, Any]) -> None:
         payload = {"id": self.approval_id, "outcome": outcome, "result": result}
+        if self.proc_id is not None:
+            payload["proc_id"] = self.proc_id  # (a quick process ends before it is attached)
 
         def closed(ok: bool, value: Any) -> None:
             if not ok and _never_started(value):

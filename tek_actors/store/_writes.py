@@ -120,7 +120,7 @@ class _Append(_Op):
         incarnation: int | None,
         marks: dict[str, bool] | None = None,
         keep: dict[str, Any] | None = None,
-        after: Future[Any] | None = None,
+        after: Future[Any] | Sequence[Future[Any] | None] | None = None,
     ) -> None:
         super().__init__()
         self.actor = actor
@@ -129,8 +129,17 @@ class _Append(_Op):
         self.incarnation = incarnation
         self.marks = marks or {}
         self.keep = keep or {}
-        self.after = after
+        befores = after if isinstance(after, Sequence) else (after,)
+        self.after = tuple(f for f in befores if f is not None)
         self.records: list[EventRecord] = []
+
+    def failed_before(self) -> BaseException | None:
+        """What an append this one comes after failed with (None while they are pending: in
+        the same batch they share its transaction)."""
+        for future in self.after:
+            if future.done() and future.exception() is not None:
+                return future.exception()
+        return None
 
     def write(self, cur: sqlite3.Cursor, journal: Journal, ts: float) -> list[EventRecord]:
         boot, idem = journal.boot_id, self.idem

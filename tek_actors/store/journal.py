@@ -15,9 +15,11 @@ and stops. Nothing is retried. A prune gives the pages it emptied back to the di
 `files.make_incremental`). What each kind of write does inside the transaction is in
 `_writes.py`.
 
-An append may name the append it comes `after` (an actor that pipelines its persists): if that
-one failed, this one fails with the same error and is not written, so a refused batch never
-leaves a later change of the same actor on disk without the change it was built on.
+An append may name the appends it comes `after` (an actor that pipelines its persists; an actor
+that acts on another's change before it is durable): if one of them failed, this one fails with
+the same error and is not written, so a refused batch never leaves a change on disk without the
+change it was built on. The queue is one FIFO, so an append made after another was queued is
+in the same transaction or a later one: once it is durable, so is every append it comes after.
 
 Readers (replay for clients, rehydration of actors, idempotency look-ups) use a small pool of
 read-only connections and never block the writer (WAL).
@@ -67,13 +69,6 @@ _UNDONE = "this change was not written, so nothing changed"
 _THEN = "then send it again: the journal takes changes as soon as it can (no restart needed)"
 
 _STOP = object()
-
-
-def _failed(future: Future[Any] | None) -> BaseException | None:
-    """What the done `future` failed with; None if it is not done, succeeded, or is None."""
-    if future is None or not future.done():
-        return None
-    return future.exception()
 
 
 class Journal:
@@ -193,7 +188,7 @@ class Journal:
         incarnation: int | None = None,
         marks: dict[str, bool] | None = None,
         keep: dict[str, Any] | None = None,
-        after: Future[Any] | None = None,
+        after: Future[Any] | Sequence[Future[Any] | None] | None = None,
     ) -> Future[list[EventRecord]]:
         """Queue events (and the idempotency record of the request that caused them).
 
@@ -202,10 +197,10 @@ class Journal:
         without reading the events. `keep` stores msgpack-able values under `actor`'s keys in
         the same transaction (replacing what was kept under the key; never pruned), read back
         with `kept` and `kept_under`: records an actor no longer holds in its state. `after`:
-        the future of an earlier append of the same actor; if it failed, this append fails
-        with its error and writes nothing. Does not block. The future resolves with the stored
-        records once they are durable, or fails with JournalError (StaleWriter if
-        `incarnation` was fenced off) or StorageUnavailable.
+        the future (or futures) of appends queued earlier, by this actor or another; if one
+        failed, this append fails with its error and writes nothing. Does not block. The
+        future resolves with the stored records once they are durable, or fails with
+        JournalError (StaleWriter if `incarnation` was fenced off) or StorageUnavailable.
         """
         return self._submit(_Append(actor, events, idem, incarnation, marks, keep, after))
 
@@ -315,8 +310,8 @@ class Journal:
         for op in batch:
             if isinstance(op, _Fence):
                 self._fences[op.actor] = op.incarnation
-            elif isinstance(op, _Append) and _failed(op.after) is not None:
-                op.future.set_exception(_failed(op.after))
+            elif isinstance(op, _Append) and (failure := op.failed_before()) is not None:
+                op.future.set_exception(failure)
                 continue
             elif (
                 isinstance(op, _Append)
