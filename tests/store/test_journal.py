@@ -184,3 +184,25 @@ def test_marks_are_set_and_cleared_with_their_events(tmp_path: Path) -> None:
         assert reopened.marks("open:") == ["open:2"] and reopened.marks("other:") == ["other:1"]
     finally:
         reopened.close()
+
+
+def test_an_append_after_another_actors_failed_append_writes_nothing(journal: Journal) -> None:
+    """ProcEnded.durable: a session's tool result names the process end's append as `after`;
+    if that one fails, the result is not written either, whichever batch each lands in."""
+    from tek_actors.store import StaleWriter
+
+    journal.fence("procs", 2)
+    for _ in range(20):  # the two land in one batch or in two, as the writer takes them
+        end = journal.append("procs", [NewEvent("proc.exited", {})], incarnation=1)
+        mine = journal.append("session-s", [NewEvent("session.tool_result", {})], after=[end])
+        with pytest.raises(StaleWriter):
+            end.result(5)
+        with pytest.raises(StaleWriter):
+            mine.result(5)
+    ok_end = journal.append("procs", [NewEvent("proc.exited", {})], incarnation=2)
+    last = journal.append("session-s", [NewEvent("session.tool_result", {})], after=[None, ok_end])
+    assert [r.seq for r in ok_end.result(5)] < [r.seq for r in last.result(5)]
+    assert [(e.actor, e.type) for e in journal.read_since(0)] == [
+        ("procs", "proc.exited"),
+        ("session-s", "session.tool_result"),
+    ]
