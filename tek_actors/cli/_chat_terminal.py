@@ -2,10 +2,16 @@
 
 - **Line editing and history**: a `PromptSession` over `<state>/chat-history` (0600): the
   arrow keys, Home/End, Ctrl-R search; Up and Down go through the lines of earlier chats too.
-- **Nothing cuts into the line being typed.** For the console's life, `patch_stdout` routes
-  every write to stdout and stderr, from any thread, through prompt_toolkit: while a prompt is
-  shown, a line goes above it and the prompt is redrawn below with what was typed. A partial
-  line (a model's text mid-stream) is held until its newline while a prompt is shown.
+- **Nothing cuts into the line being typed.** While a prompt is shown, `patch_stdout` routes
+  every write to stdout and stderr, from any thread, through prompt_toolkit: a line goes above
+  the prompt and the prompt is redrawn below with what was typed. A partial line (a model's
+  text mid-stream) is held until its newline while a prompt is shown.
+- **What was written comes before the prompt.** Between prompts every write goes straight to
+  the terminal, under the console's lock, so a prompt is drawn only after everything written
+  before it; a prompt's end waits until what was written during it is out (closing the
+  patch joins its writer thread). A console patched for its whole life hands even those writes
+  to that thread, and a prompt drawn before the thread caught up came out in the middle of the
+  answer it should follow.
 - **A prompt that does not wait in vain.** While a prompt is shown, a background task of its
   event loop calls the caller's `poll` a few times a second, on the main thread (the
   conversation is single-threaded). `poll` shows what arrived; if it says the person is needed
@@ -59,8 +65,7 @@ class TerminalConsole(PlainConsole):
     def __init__(self, *, history: str, colour: bool) -> None:
         super().__init__(colour=colour)
         self._session: PromptSession[str] = PromptSession(history=FileHistory(history))
-        self._patch = patch_stdout(raw=True)  # raw: our colours pass, data is visible already
-        self._patch.__enter__()
+        self._patch: Any = None  # patch_stdout while a prompt is shown
         self._prompting = False
         self._thinking = False
         self._drawn = False  # the spinner is on the screen
@@ -171,7 +176,7 @@ class TerminalConsole(PlainConsole):
     def say(self, line: str, *, err: bool = False) -> None:
         with self._lock:
             self._unspin(stop=not err)
-            out = _stdout()  # the proxy serves stderr too, in one order with stdout
+            out = _stdout()  # stderr too: one terminal, one order
             out.write(line + "\n")
             self._mid_line = False
             out.flush()
@@ -193,19 +198,24 @@ class TerminalConsole(PlainConsole):
         self._spinner.join()
         with self._lock:
             self._unspin(stop=True)
-        self._patch.__exit__(None, None, None)
+            sys.stdout.flush()
 
     # -- the spinner and the prompt's state (under the lock) ------------------------------------
 
     def _begin_prompt(self) -> None:
         with self._lock:
             self._unspin(stop=True)
+            sys.stdout.flush()
+            self._patch = patch_stdout(raw=True)  # raw: our colours pass, data is visible already
+            self._patch.__enter__()
             self._prompting = True
 
     def _end_prompt(self) -> None:
         with self._lock:
             self._prompting = False
             _stdout().flush()  # a partial line held while the prompt was up
+            patch, self._patch = self._patch, None
+            patch.__exit__(None, None, None)  # its writer thread wrote everything, and ended
 
     def _unspin(self, *, stop: bool) -> None:
         if self._drawn:
@@ -230,5 +240,6 @@ class TerminalConsole(PlainConsole):
 
 
 def _stdout() -> Any:
-    """sys.stdout as patched (a StdoutProxy), read at each write."""
+    """sys.stdout, read at each write: a StdoutProxy while a prompt is shown, else the
+    terminal."""
     return sys.stdout
