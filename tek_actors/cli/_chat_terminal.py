@@ -29,6 +29,7 @@ import asyncio
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,7 @@ class TerminalConsole(PlainConsole):
     def __init__(self, *, history: str, colour: bool) -> None:
         super().__init__(colour=colour)
         self._session: PromptSession[str] = PromptSession(history=FileHistory(history))
-        self._patch: Any = None  # patch_stdout while a prompt is shown
-        self._prompting = False
+        self._patch: AbstractContextManager[Any] | None = None  # patch_stdout, while prompting
         self._thinking = False
         self._drawn = False  # the spinner is on the screen
         self._mid_line = False  # a model's text stopped mid-line
@@ -170,7 +170,7 @@ class TerminalConsole(PlainConsole):
             out.write(text)
             if text:
                 self._mid_line = not text.endswith("\n")
-            if not self._prompting:  # while a prompt is up, a partial line waits for its end
+            if self._patch is None:  # while a prompt is up, a partial line waits for its end
                 out.flush()
 
     def say(self, line: str, *, err: bool = False) -> None:
@@ -208,14 +208,13 @@ class TerminalConsole(PlainConsole):
             sys.stdout.flush()
             self._patch = patch_stdout(raw=True)  # raw: our colours pass, data is visible already
             self._patch.__enter__()
-            self._prompting = True
 
     def _end_prompt(self) -> None:
         with self._lock:
-            self._prompting = False
             _stdout().flush()  # a partial line held while the prompt was up
             patch, self._patch = self._patch, None
-            patch.__exit__(None, None, None)  # its writer thread wrote everything, and ended
+            if patch is not None:
+                patch.__exit__(None, None, None)  # its writer thread wrote everything, and ended
 
     def _unspin(self, *, stop: bool) -> None:
         if self._drawn:
@@ -230,7 +229,7 @@ class TerminalConsole(PlainConsole):
         frame = 0
         while not self._stop.wait(FRAME_S):
             with self._lock:
-                if not self._thinking or self._prompting:
+                if not self._thinking or self._patch is not None:
                     continue
                 out = _stdout()
                 out.write(ERASE_LINE + self.paint.quiet(f"{FRAMES[frame % len(FRAMES)]} thinking…"))
